@@ -1,0 +1,157 @@
+"""How the spike sensor maps onto the RGB sensor: a small, file-backed calibration record.
+
+The nominal rig (GOPRO-spike, RSB) has spikes at exactly 1/4 of the RGB resolution per side,
+aligned at the top-left corner and synchronised to the frame. A ``Calibration`` states that
+relation explicitly so that readers can check sizes against it and so that a later, estimated
+calibration (offsets, a non-integer scale) drops in without touching the readers.
+
+Coordinate convention: spike pixel (y, x) covers the RGB block whose top-left corner is at
+``(offset_dy + y * scale, offset_dx + x * scale)`` in RGB pixels. ``spike_offset_frames``
+shifts the exposure window in the spike stream: the RGB exposure that nominally spans spike
+frames ``[s, e]`` spans ``[s + spike_offset_frames, e + spike_offset_frames]``.
+
+Files are YAML (``.yaml``/``.yml``) or JSON (``.json``) with the keys ``id``, ``scale``,
+``offset`` (``[dy, dx]``) and ``spike_offset_frames``; all optional, unknown keys are errors
+(they are usually typos).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The size ratio of every public spike dataset: 180x320 vs 720x1280, 250x400 vs 1000x1600.
+NOMINAL_SCALE = 4.0
+
+_SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+_KEYS = ("id", "scale", "offset", "spike_offset_frames")
+
+
+class CalibrationError(ValueError):
+    """A calibration file or value is wrong, or two sensors' sizes do not fit a calibration."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Spatial and temporal relation between the spike sensor and the RGB sensor.
+
+    Attributes:
+        scale: RGB pixels per spike pixel along each side (4.0 on every public dataset).
+        offset: (dy, dx) in RGB pixels of the spike grid's top-left corner on the RGB image.
+        spike_offset_frames: shift, in spike frames, of the RGB exposure inside the spike stream.
+        id: a name for the record (shown in error messages and metadata).
+    """
+
+    scale: float = NOMINAL_SCALE
+    offset: tuple[float, float] = (0.0, 0.0)
+    spike_offset_frames: int = 0
+    id: str = "nominal"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
+            raise CalibrationError(f"calibration scale: {self.scale!r} is not a number")
+        if not math.isfinite(self.scale) or self.scale <= 0:
+            raise CalibrationError(f"calibration scale: {self.scale!r} must be a finite number > 0")
+        offset = tuple(self.offset) if isinstance(self.offset, (list, tuple)) else None
+        if (
+            offset is None
+            or len(offset) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in offset)
+            or not all(math.isfinite(v) for v in offset)
+        ):
+            raise CalibrationError(f"calibration offset: {self.offset!r} is not a pair of numbers [dy, dx]")
+        object.__setattr__(self, "offset", (float(offset[0]), float(offset[1])))
+        object.__setattr__(self, "scale", float(self.scale))
+        if isinstance(self.spike_offset_frames, bool) or not isinstance(self.spike_offset_frames, int):
+            raise CalibrationError(
+                f"calibration spike_offset_frames: {self.spike_offset_frames!r} is not a whole number of frames"
+            )
+        if not isinstance(self.id, str) or not self.id:
+            raise CalibrationError(f"calibration id: {self.id!r} is not a non-empty string")
+
+    def expected_spike_size(self, blur_size: tuple[int, int]) -> tuple[int, int]:
+        """Spike frame size (h, w) that goes with an RGB image of ``blur_size`` (H, W)."""
+        height, width = blur_size
+        return round(height / self.scale), round(width / self.scale)
+
+    def check_sizes(self, blur_hw: tuple[int, int], spike_hw: tuple[int, int]) -> None:
+        """Raise ``CalibrationError`` unless spike frames of ``spike_hw`` fit an RGB image of ``blur_hw``.
+
+        Sizes fit when each spike side times ``scale`` lands within half an RGB pixel of the RGB
+        side: for the nominal scale 4 that means exactly 1/4 per side.
+        """
+        fits = all(abs(s * self.scale - b) <= 0.5 for s, b in zip(spike_hw, blur_hw, strict=True))
+        if not fits:
+            exp_h, exp_w = (b / self.scale for b in blur_hw)
+            expected = f"{_fmt(exp_h)}x{_fmt(exp_w)}"
+            raise CalibrationError(
+                f"spike frames {spike_hw[0]}x{spike_hw[1]} do not fit RGB {blur_hw[0]}x{blur_hw[1]}: "
+                f"expected {expected} (1/{_fmt(self.scale)} per side, calibration '{self.id}')"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, as written to files and metadata."""
+        data = asdict(self)
+        data["offset"] = list(self.offset)
+        return data
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def _format_of(path: Path) -> str:
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise CalibrationError(
+            f"{path}: unknown calibration file type '{path.suffix}' (use .yaml, .yml or .json)"
+        )
+    return fmt
+
+
+def calibration_from_dict(data: Any, source: str = "calibration") -> Calibration:
+    """Build a ``Calibration`` from parsed file content; errors name ``source`` and the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CalibrationError(
+            f"{source}: expected a mapping of {', '.join(_KEYS)}, got {type(data).__name__}"
+        )
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise CalibrationError(
+            f"{source}: unknown field(s) {', '.join(map(str, unknown))} (known: {', '.join(_KEYS)})"
+        )
+    try:
+        return Calibration(**data)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{source}: {exc}") from None
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a calibration from a YAML or JSON file."""
+    path = Path(path)
+    fmt = _format_of(path)
+    if not path.is_file():
+        raise CalibrationError(f"{path}: calibration file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"{path}: not valid {fmt.upper()}: {exc}") from None
+    return calibration_from_dict(data, source=str(path))
+
+
+def save_calibration(path: str | Path, calibration: Calibration) -> Path:
+    """Write ``calibration`` as YAML or JSON (chosen by the file suffix); returns the path."""
+    path = Path(path)
+    fmt = _format_of(path)
+    data = calibration.to_dict()
+    text = yaml.safe_dump(data, sort_keys=False) if fmt == "yaml" else json.dumps(data, indent=2) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path

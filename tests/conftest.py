@@ -1,0 +1,55 @@
+"""Fixtures shared by the whole suite: the ../shared reference data and a CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the repository (reference weights and third-party clips); skip if absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared reference data is not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def paper_weights(shared_dir: Path) -> Path:
+    """The LDN checkpoint released with the paper; skip if absent."""
+    path = shared_dir / "weights" / "ssdm_ldn_official.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    return path
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_spikereveal(*args: str, timeout: float = 240, cwd: Path | None = None) -> CliResult:
+    """Run the real ``spikereveal`` CLI in a child process (bounded by ``timeout`` seconds)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikereveal.tools.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli():
+    """The CLI runner as a fixture: ``cli("tfp", "--help")``."""
+    return run_spikereveal

@@ -1,0 +1,81 @@
+"""engine/windows.py: output times over the exposure and the spike windows around them."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spikereveal.engine.windows import (
+    LDN_WINDOW,
+    default_exposure,
+    exposure_times,
+    ldn_inputs,
+    spike_window,
+    window_bounds,
+)
+
+
+def test_paper_times_for_five_frames():
+    assert exposure_times(20, 116, 5) == [20, 44, 68, 92, 116]
+
+
+def test_one_time_is_the_middle():
+    assert exposure_times(20, 116, 1) == [68]
+    assert exposure_times(0, 3, 1) == [2]  # halves round up, not to even
+
+
+def test_default_exposure_keeps_twenty_frames_each_side():
+    assert default_exposure(137) == (20, 116)
+    assert default_exposure(301) == (20, 280)
+
+
+@given(start=st.integers(0, 500), length=st.integers(0, 500), count=st.integers(1, 40))
+def test_times_are_sorted_inside_the_exposure_and_hit_both_ends(start, length, count):
+    end = start + length
+    times = exposure_times(start, end, count)
+    assert len(times) == count
+    assert times == sorted(times)
+    assert all(start <= t <= end for t in times)
+    if count > 1:
+        assert times[0] == start and times[-1] == end
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [((20, 116, 0), "must be >= 1"), ((30, 20, 3), "empty")],
+)
+def test_bad_times_are_named(args, message):
+    with pytest.raises(ValueError, match=message):
+        exposure_times(*args)
+
+
+def test_too_short_stream_has_no_default_exposure():
+    with pytest.raises(ValueError, match="41 frames"):
+        default_exposure(30)
+
+
+def test_window_is_centred_and_a_view():
+    spikes = np.arange(137)[:, None, None].astype(np.uint8) * np.ones((1, 2, 3), np.uint8)
+    window = spike_window(spikes, 68)
+    assert window.shape == (LDN_WINDOW, 2, 3)
+    assert window[0, 0, 0] == 58 and window[-1, 0, 0] == 78 and window[10, 0, 0] == 68
+    assert np.shares_memory(window, spikes)
+
+
+def test_window_past_the_stream_end_names_the_frames():
+    with pytest.raises(ValueError, match=r"frames 127\.\.147.*0\.\.136"):
+        window_bounds(137, 21, 137)
+    with pytest.raises(ValueError, match="odd"):
+        window_bounds(50, 20, 137)
+
+
+def test_ldn_inputs_keep_bgr_order_and_scale():
+    blur = np.zeros((8, 12, 3), np.uint8)
+    blur[..., 0] = 255  # blue channel as OpenCV reads it
+    spikes = np.zeros((60, 2, 3), np.uint8)
+    spikes[30, 1, 2] = 1
+    blur_batch, windows = ldn_inputs(blur, spikes, [30, 35])
+    assert blur_batch.shape == (2, 3, 8, 12) and blur_batch.dtype == np.float32
+    assert np.all(blur_batch[:, 0] == 1.0) and np.all(blur_batch[:, 1:] == 0.0)
+    assert windows.shape == (2, 21, 2, 3) and windows.dtype == np.float32
+    assert windows[0, 10, 1, 2] == 1.0 and windows[1, 5, 1, 2] == 1.0 and windows.sum() == 2

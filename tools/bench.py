@@ -1,0 +1,14 @@
+"""``spikereveal bench``: one subcommand per thing we measure (each prints a table and writes JSON)."""
+
+from __future__ import annotations
+
+import click
+from spikereveal.tools.bench_decode import decode_command
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Measure speed; prints a table and writes JSON"""
+
+
+bench_group.add_command(decode_command)

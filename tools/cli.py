@@ -1,0 +1,70 @@
+"""The one console command, ``spikereveal``, with a subcommand per job.
+
+Subcommands live in their own modules and are registered here by dotted name, so that
+``spikereveal --help`` stays fast (torch is imported only by the commands that need it) and
+so that each tool owns its options. User errors (bad files, bad values) become one line on
+stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from spikereveal.tools.errors import USER_ERRORS
+
+# (command name, "module:attribute") for every subcommand; modules are imported on demand.
+COMMANDS: dict[str, str] = {
+    "tfp": "spikereveal.tools.tfp_cmd:tfp_command",
+    "simulate": "spikereveal.tools.simulate_cmd:simulate_command",
+    "bench": "spikereveal.tools.bench:bench_group",
+    "deblur": "spikereveal.tools.deblur_cmd:deblur_command",
+    "demo": "spikereveal.tools.demo:demo_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """SpikeReveal-RT: deblur RGB video with a spike camera (S-SDM / LDN)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn known user errors into one clear line."""
+    try:
+        cli.main(args=argv, prog_name="spikereveal", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except USER_ERRORS as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""``spikereveal simulate``: make a GOPRO-spike style dataset from a video, images or a built-in scene.
+
+A thin shell over ``spikereveal.tools.simulate``: it picks the frame source, brings it to the
+spike rate and the RGB size, and hands the frames to ``simulate_dataset``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+from spikereveal.capture import scenes
+from spikereveal.tools.simulate import PAPER_SHARP_TIMES, SimulationConfig, simulate_dataset
+
+BUILTIN_SCENES = ("pan",)
+DEFAULT_PAN_SPIKE_SIZE = (64, 96)  # small and fast: `make demo` runs this
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"64x96"`` -> (64, 96)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise click.BadParameter(f"{text!r} is not a size like 64x96 (height x width)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_times(text: str) -> tuple[int, ...]:
+    """``"20,44,68"`` -> (20, 44, 68)."""
+    try:
+        times = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of spike indices") from None
+    if not times:
+        raise click.BadParameter("give at least one spike index")
+    return times
+
+
+def _peek(frames: Iterator[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    first = next(frames, None)
+    if first is None:
+        raise click.ClickException("the source holds no frames")
+    return first, itertools.chain([first], frames)
+
+
+@click.command("simulate")
+@click.option(
+    "--video", type=click.Path(dir_okay=False, path_type=Path), help="Sharp video file (any OpenCV format)."
+)
+@click.option(
+    "--images", type=click.Path(file_okay=False, path_type=Path), help="Folder of sharp frames (PNG/JPG)."
+)
+@click.option("--builtin", type=click.Choice(BUILTIN_SCENES), help="A built-in scene with known motion.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option("--samples", default=4, show_default=True, type=click.IntRange(min=1), help="Samples to make.")
+@click.option(
+    "--spike-size", help="Spike frame size HxW (RGB is 4x per side). Default: 64x96 for pan, else frame/4."
+)
+@click.option(
+    "--vth",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Spike threshold in paper units (1, 2 or 4).",
+)
+@click.option(
+    "--noise",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Noise spike probability per pixel per frame (the paper uses 0.007).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the camera's charge and noise.")
+@click.option(
+    "--sharp-times",
+    default=",".join(map(str, PAPER_SHARP_TIMES)),
+    show_default=True,
+    help="Spike indices (0..136) to save ground truth at.",
+)
+@click.option("--sharp-all", is_flag=True, help="Save ground truth at every spike frame.")
+@click.option(
+    "--upsample",
+    type=click.IntRange(min=1),
+    help="Frames per source interval after linear blending (default: just enough for --samples).",
+)
+@click.option(
+    "--texture",
+    default="astronaut",
+    show_default=True,
+    type=click.Choice([*scenes.SKIMAGE_TEXTURES, "procedural"]),
+    help="Texture of the pan scene.",
+)
+@click.option(
+    "--scene", "scene_name", help="Scene folder name (default: pan, the video stem or the folder name)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate_command(
+    video: Path | None,
+    images: Path | None,
+    builtin: str | None,
+    out_dir: Path,
+    samples: int,
+    spike_size: str | None,
+    vth: float,
+    noise: float,
+    seed: int,
+    sharp_times: str,
+    sharp_all: bool,
+    upsample: int | None,
+    texture: str,
+    scene_name: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Simulate spikes, blur and ground truth (GOPRO-spike layout: 137 frames, exposure 20..116)."""
+    chosen = [
+        name for name, value in (("--video", video), ("--images", images), ("--builtin", builtin)) if value
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one source: --video FILE, --images DIR or --builtin pan")
+    times = None if sharp_all else parse_times(sharp_times)
+    frames_per_sample = SimulationConfig().frames_per_sample
+    needed = samples * frames_per_sample
+
+    if builtin is not None:
+        spike_hw = parse_size(spike_size) if spike_size else DEFAULT_PAN_SPIKE_SIZE
+        config = _config(spike_hw, vth, noise, seed, times)
+        frames: Iterator[np.ndarray] = scenes.pan_scene(needed, config.blur_size, texture=texture)
+        source = f"builtin:{builtin}(texture={texture})"
+        scene = scene_name or builtin
+    else:
+        if video is not None:
+            available = scenes.count_video_frames(video)
+            raw = scenes.video_frames(video)
+            source, scene = f"video:{video}", scene_name or video.stem
+        else:
+            assert images is not None
+            available = len(scenes.list_image_files(images))
+            raw = scenes.image_folder_frames(images)
+            source, scene = f"images:{images}", scene_name or images.resolve().name
+        first, raw = _peek(raw)
+        spike_hw = parse_size(spike_size) if spike_size else (first.shape[0] // 4, first.shape[1] // 4)
+        config = _config(spike_hw, vth, noise, seed, times)
+        try:
+            factor = upsample or scenes.interpolation_factor(available, needed)
+        except ValueError as exc:
+            raise click.ClickException(f"{source}: {exc}") from None
+        if factor > 1:
+            source += f" (linear blend x{factor})"
+        frames = scenes.resize_frames(scenes.interpolate_frames(raw, factor), config.blur_size)
+
+    result = simulate_dataset(
+        frames,
+        config,
+        out_dir,
+        samples=samples,
+        scene=scene,
+        source=source,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    h, w = config.spike_size
+    bh, bw = config.blur_size
+    click.echo(
+        f"wrote {len(result.samples)} samples of scene '{scene}' to {out_dir} "
+        f"(spikes {h}x{w}, blur {bh}x{bw}, vth {vth:g}, noise {noise:g}, seed {seed})"
+    )
+
+
+def _config(
+    spike_hw: tuple[int, int], vth: float, noise: float, seed: int, times: tuple[int, ...] | None
+) -> SimulationConfig:
+    try:
+        return SimulationConfig(spike_size=spike_hw, vth=vth, noise_prob=noise, seed=seed, sharp_times=times)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
