@@ -102,7 +102,7 @@ class Calibration:
 
 
 def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
 
 
 def _format_of(path: Path) -> str:

@@ -248,6 +248,8 @@ class DatFile:
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such spike file")
         n = _whole_frames(self.path, self.path.stat().st_size, geometry)
+        self._closed = False
+        self._n_frames = n
         self._frames: np.ndarray
         if n == 0:
             self._frames = np.empty((0, geometry.frame_bytes), dtype=np.uint8)  # mmap cannot map 0 bytes
@@ -255,7 +257,7 @@ class DatFile:
             self._frames = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(n, geometry.frame_bytes))
 
     def __len__(self) -> int:
-        return self._frames.shape[0]
+        return self._n_frames
 
     def __repr__(self) -> str:
         return f"DatFile({str(self.path)!r}, {self.geometry.describe()}, {len(self)} frames)"
@@ -268,9 +270,12 @@ class DatFile:
 
     def close(self) -> None:
         """Drop the mapping (views handed out earlier keep it alive until they go)."""
+        self._closed = True
         self._frames = np.empty((0, self.geometry.frame_bytes), dtype=np.uint8)
 
     def _check_range(self, start: int, stop: int | None) -> tuple[int, int]:
+        if self._closed:
+            raise ValueError(f"{self.path}: spike file is closed")
         n = len(self)
         stop = n if stop is None else stop
         if not (0 <= start <= stop <= n):

@@ -45,6 +45,7 @@ from typing import Any, overload
 
 import cv2
 import numpy as np
+
 from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.capture.dat import SpikeFormatError, open_dat, read_sidecar
 from spikereveal.capture.sample import Sample

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from spikereveal.capture.datasets import DatasetError
 
 # Textures that load from files inside the scikit-image wheel (no pooch download).

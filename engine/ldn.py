@@ -133,20 +133,3 @@ def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters of ``model`` (234,158 for the LDN)."""
     return sum(p.numel() for p in model.parameters())
 
-
-def check_ldn_inputs(blur_shape: tuple[int, ...], spikes_shape: tuple[int, ...]) -> None:
-    """Raise ValueError unless the shapes are (N,3,H,W) and (N,21,H/4,W/4) with H, W multiples of 4.
-
-    Shared by every backend so that they all reject the same inputs with the same message.
-    """
-    if len(blur_shape) != 4 or blur_shape[1] != 3:
-        raise ValueError(f"blur: shape {tuple(blur_shape)} is not (N,3,H,W)")
-    n, _, h, w = blur_shape
-    if h % SPIKE_SCALE or w % SPIKE_SCALE or h == 0 or w == 0:
-        raise ValueError(f"blur: size {h}x{w} is not a positive multiple of {SPIKE_SCALE} per side")
-    expected = (n, SPIKE_WINDOW, h // SPIKE_SCALE, w // SPIKE_SCALE)
-    if tuple(spikes_shape) != expected:
-        raise ValueError(
-            f"spikes: shape {tuple(spikes_shape)} does not match blur {tuple(blur_shape)}; expected "
-            f"{expected} ({SPIKE_WINDOW} frames at 1/{SPIKE_SCALE} of the blur size per side)"
-        )

@@ -36,7 +36,7 @@ def _check_range(start: int, stop_inclusive: int, n_frames: int, context: str = 
     if not (0 <= start <= stop_inclusive < n_frames):
         available = f"0..{n_frames - 1}" if n_frames else "none"
         raise ValueError(
-            f"TFP frames {start}..{stop_inclusive}{context} are outside the spike stream of "
+            f"spike frames {start}..{stop_inclusive}{context} are outside the spike stream of "
             f"{n_frames} frames ({available})"
         )
 

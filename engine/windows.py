@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikereveal.engine.tfp import window_bounds
+
 #: Spike frames the LDN sees per output frame; the output is the frame at the window centre.
 LDN_WINDOW = 21
 #: TFP_short length of the released SDM teacher (DESIGN.md).
@@ -40,24 +42,6 @@ def exposure_times(start: int, end: int, count: int) -> list[int]:
     if count == 1:
         return [int(np.floor((start + end) / 2 + 0.5))]
     return [int(np.floor(t + 0.5)) for t in np.linspace(start, end, count)]
-
-
-def window_bounds(center: int, length: int, num_frames: int) -> tuple[int, int]:
-    """First and last (inclusive) frame of the ``length``-frame window centred on ``center``.
-
-    Raises ValueError naming the window and the stream length when it does not fit: padding
-    would silently feed the network frames that were never captured.
-    """
-    if length < 1 or length % 2 == 0:
-        raise ValueError(f"window length must be a positive odd number, got {length}")
-    first, last = center - length // 2, center + length // 2
-    if first < 0 or last >= num_frames:
-        raise ValueError(
-            f"a {length}-frame window centred on spike frame {center} needs frames {first}..{last}, "
-            f"but the stream has frames 0..{num_frames - 1}; keep at least {length // 2} frames "
-            "outside the exposure on each side"
-        )
-    return first, last
 
 
 def spike_window(spikes: np.ndarray, center: int, length: int = LDN_WINDOW) -> np.ndarray:

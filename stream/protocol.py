@@ -32,6 +32,7 @@ from typing import Any, ClassVar, NoReturn, Union
 
 import msgpack
 import numpy as np
+
 from spikereveal.capture.dat import SpikeFormatError, SpikeGeometry
 
 PROTOCOL_VERSION = 1
@@ -202,6 +203,13 @@ class Bundle:
         _set(self, "calibration_id", _str("bundle.calibration_id", self.calibration_id))
         _set(self, "stamps", _stamps("bundle.stamps", self.stamps))
 
+    def __repr__(self) -> str:  # arrays by shape: a 6 MB bundle must not flood a log line
+        return (
+            f"Bundle(seq={self.seq}, source_id={self.source_id!r}, blur={self.blur.shape}, "
+            f"spikes_packed={self.spikes_packed.shape}, geometry={self.geometry.describe()}, "
+            f"exposure={self.exposure}, stamps={len(self.stamps)})"
+        )
+
     @property
     def n_spike_frames(self) -> int:
         """T, the number of spike frames carried (margins included)."""
@@ -258,6 +266,13 @@ class Result:
             if blur.shape != (h, w, 3):
                 _fail("result.blur.shape", blur.shape, f"({h}, {w}, 3) like the frames")
         _set(self, "stamps", _stamps("result.stamps", self.stamps))
+
+    def __repr__(self) -> str:
+        blur = None if self.blur is None else self.blur.shape
+        return (
+            f"Result(seq={self.seq}, source_id={self.source_id!r}, frames={self.frames.shape}, "
+            f"spike_times={self.spike_times}, model={self.model!r}, blur={blur}, stamps={len(self.stamps)})"
+        )
 
     @property
     def k(self) -> int:

@@ -53,3 +53,16 @@ def run_spikereveal(*args: str, timeout: float = 240, cwd: Path | None = None) -
 def cli():
     """The CLI runner as a fixture: ``cli("tfp", "--help")``."""
     return run_spikereveal
+
+
+@pytest.fixture(scope="session")
+def sim_dataset(tmp_path_factory) -> Path:
+    """A small GOPRO-spike-layout dataset made by the project's own simulator (1 sample, 32x48 spikes)."""
+    from spikereveal.capture.scenes import pan_scene
+    from spikereveal.tools.simulate import SimulationConfig, simulate_dataset
+
+    config = SimulationConfig(spike_size=(32, 48), seed=1)
+    out = tmp_path_factory.mktemp("sim") / "data"
+    frames = pan_scene(config.frames_per_sample, config.blur_size)
+    simulate_dataset(frames, config, out, samples=1, source="builtin:pan", progress=False)
+    return out

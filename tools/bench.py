@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import click
+
 from spikereveal.tools.bench_decode import decode_command
+from spikereveal.tools.bench_model import model_command
 
 
 @click.group("bench")
@@ -12,3 +14,4 @@ def bench_group() -> None:
 
 
 bench_group.add_command(decode_command)
+bench_group.add_command(model_command)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from spikereveal.capture.dat import DatFile, SpikeGeometry, unpack_frames
 from spikereveal.engine.tfp import tfp_range
 from spikereveal.engine.windows import LDN_WINDOW, default_exposure, exposure_times, spike_window

@@ -14,15 +14,17 @@ import sys
 
 import click
 
-from spikereveal.tools.errors import USER_ERRORS
+from spikereveal.tools.errors import is_user_error
 
-# (command name, "module:attribute") for every subcommand; modules are imported on demand.
-COMMANDS: dict[str, str] = {
-    "tfp": "spikereveal.tools.tfp_cmd:tfp_command",
-    "simulate": "spikereveal.tools.simulate_cmd:simulate_command",
-    "bench": "spikereveal.tools.bench:bench_group",
-    "deblur": "spikereveal.tools.deblur_cmd:deblur_command",
-    "demo": "spikereveal.tools.demo:demo_command",
+# name -> ("module:attribute", one-line help). Modules are imported only when their command runs,
+# so `spikereveal --help` lists everything without loading torch or scipy.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("spikereveal.tools.demo:demo_command", "Simulate the built-in sample, deblur it, show the result."),
+    "deblur": ("spikereveal.tools.deblur_cmd:deblur_command", "Deblur one image into K sharp frames."),
+    "tfp": ("spikereveal.tools.tfp_cmd:tfp_command", "Texture from playback: mean of a window of spike frames."),
+    "simulate": ("spikereveal.tools.simulate_cmd:simulate_command", "Simulate a spike camera dataset from video."),
+    "weights": ("spikereveal.tools.weights_cmd:weights_group", "Import and inspect LDN weights."),
+    "bench": ("spikereveal.tools.bench:bench_group", "Benchmarks: print a table and write JSON."),
 }
 
 
@@ -30,13 +32,18 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return list(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = entry[0].split(":")
         return getattr(importlib.import_module(module_name), attr)
 
 
@@ -58,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except USER_ERRORS as exc:
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
         click.echo(f"error: {exc}", err=True)
         return 2
     except KeyboardInterrupt:

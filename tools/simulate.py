@@ -28,11 +28,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from spikereveal.capture.dat import SpikeGeometry, write_dat
 from spikereveal.capture.datasets import GOPRO_EXPOSURE, GOPRO_FRAMES_PER_SAMPLE, META_NAME, DatasetError
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.spike_camera import DEFAULT_INCREMENT_PER_FRAME, SpikeCamera, bgr_to_grey
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from spikereveal.capture import scenes
 from spikereveal.tools.simulate import PAPER_SHARP_TIMES, SimulationConfig, simulate_dataset
 

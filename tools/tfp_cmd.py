@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from spikereveal.capture.dat import open_dat
 from spikereveal.engine.tfp import tfp_range, window_bounds
 from spikereveal.tools.cli_types import SIZE

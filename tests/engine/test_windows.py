@@ -66,7 +66,7 @@ def test_window_past_the_stream_end_names_the_frames():
     with pytest.raises(ValueError, match=r"frames 127\.\.147.*0\.\.136"):
         window_bounds(137, 21, 137)
     with pytest.raises(ValueError, match="odd"):
-        window_bounds(50, 20, 137)
+        spike_window(np.zeros((137, 1, 1), np.uint8), 50, 20)
 
 
 def test_ldn_inputs_keep_bgr_order_and_scale():

@@ -1,0 +1,174 @@
+"""Latency and rate statistics from the per-stage stamps that messages carry.
+
+Every stage appends ``(stage, time.monotonic_ns())`` to a message (``Bundle.stamped`` /
+``Result.stamped``); ``monotonic_ns`` is comparable across processes on one host. The node at the
+end of a path (display, recorder, bench) feeds each message's stamps to :meth:`LatencyStats.add`,
+which records the time between consecutive stamps (``"capture.send->engine.recv"``) and end to
+end (first stamp to last). The first ``warmup`` messages are left out of the percentiles, as
+Holoscan's data-flow tracker does: they pay for connection set-up, page faults and lazy
+initialisation, not for the steady state the numbers should describe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+END_TO_END = "end_to_end"
+
+
+def percentiles_ms(samples_ns: Sequence[int] | np.ndarray) -> dict[str, float | int]:
+    """``n``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms``, ``mean_ms`` of durations in ns (n=0: only n)."""
+    values = np.asarray(samples_ns, dtype=np.float64)
+    if values.size == 0:
+        return {"n": 0}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99]) / 1e6
+    return {
+        "n": int(values.size),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "max_ms": float(values.max() / 1e6),
+        "mean_ms": float(values.mean() / 1e6),
+    }
+
+
+def _rate_hz(times_ns: Sequence[int]) -> float | None:
+    """Events per second between the first and last event (None with fewer than two)."""
+    if len(times_ns) < 2 or times_ns[-1] <= times_ns[0]:
+        return None
+    return (len(times_ns) - 1) * 1e9 / (times_ns[-1] - times_ns[0])
+
+
+class LatencyStats:
+    """Per-stage and end-to-end latency percentiles, rates in and out, drops and bad messages.
+
+    ``warmup``: messages (and input events) left out at the start. ``max_samples``: samples kept
+    per stage (the most recent), which bounds memory on a run of days.
+    """
+
+    def __init__(self, warmup: int = 10, max_samples: int = 100_000) -> None:
+        if warmup < 0 or max_samples < 1:
+            raise ValueError(f"warmup must be >= 0 and max_samples >= 1, got {warmup} and {max_samples}")
+        self.warmup, self.max_samples = warmup, max_samples
+        self._stages: dict[str, deque[int]] = {}
+        self._out_ns: deque[int] = deque(maxlen=max_samples)
+        self._in_ns: deque[int] = deque(maxlen=max_samples)
+        self._source_ns: deque[int] = deque(maxlen=max_samples)
+        self.messages = 0  # messages added, warm-up included
+        self.inputs = 0  # input events marked, warm-up included
+        self.frames_out = 0  # output frames after warm-up (K per result)
+        self.dropped = 0
+        self.missed = 0
+        self.bad = 0
+        self.negative = 0  # stamp pairs that went backwards (clock misuse); not recorded
+        self._started_ns = time.monotonic_ns()
+
+    def _samples(self, name: str) -> deque[int]:
+        if name not in self._stages:
+            self._stages[name] = deque(maxlen=self.max_samples)
+        return self._stages[name]
+
+    def add(
+        self,
+        stamps: Sequence[tuple[str, int]],
+        *,
+        final_stage: str | None = None,
+        now_ns: int | None = None,
+        frames: int = 1,
+    ) -> None:
+        """Record one message that reached the end of the path.
+
+        ``stamps``: its ``(stage, monotonic_ns)`` pairs in order. ``final_stage``: append
+        ``(final_stage, now_ns or time.monotonic_ns())`` first (e.g. ``"display.shown"``).
+        ``frames``: output frames it carried (K for a result), for the output frame rate.
+        """
+        pairs = list(stamps)
+        if final_stage is not None:
+            pairs.append((final_stage, time.monotonic_ns() if now_ns is None else int(now_ns)))
+        self.messages += 1
+        if self.messages <= self.warmup or not pairs:
+            return
+        self._out_ns.append(pairs[-1][1])
+        self._source_ns.append(pairs[0][1])
+        self.frames_out += frames
+        for (a, ta), (b, tb) in zip(pairs, pairs[1:], strict=False):
+            if tb < ta:
+                self.negative += 1
+                continue
+            self._samples(f"{a}->{b}").append(tb - ta)
+        if len(pairs) >= 2 and pairs[-1][1] >= pairs[0][1]:
+            self._samples(END_TO_END).append(pairs[-1][1] - pairs[0][1])
+
+    def mark_in(self, t_ns: int | None = None) -> None:
+        """Record one input event (a bundle entering the engine, a result entering the display)."""
+        self.inputs += 1
+        if self.inputs > self.warmup:
+            self._in_ns.append(time.monotonic_ns() if t_ns is None else int(t_ns))
+
+    def count(self, *, dropped: int = 0, missed: int = 0, bad: int = 0) -> None:
+        """Add to the drop/bad counters (or assign ``stats.dropped = counters.dropped`` directly)."""
+        self.dropped += dropped
+        self.missed += missed
+        self.bad += bad
+
+    def last_ms(self, stage: str = END_TO_END) -> float | None:
+        """The most recent sample of ``stage`` in ms (for an on-screen overlay), or None."""
+        samples = self._stages.get(stage)
+        return samples[-1] / 1e6 if samples else None
+
+    def summary(self) -> dict[str, object]:
+        """Everything as plain JSON-ready values; stage order follows first appearance."""
+        stages = {
+            name: percentiles_ms(np.fromiter(s, np.int64))
+            for name, s in self._stages.items()
+            if name != END_TO_END
+        }
+        out_hz = _rate_hz(self._out_ns)
+        return {
+            "warmup": self.warmup,
+            "messages": self.messages,
+            "inputs": self.inputs,
+            "end_to_end": percentiles_ms(np.fromiter(self._stages.get(END_TO_END, ()), np.int64)),
+            "stages": stages,
+            "fps_in": _rate_hz(self._in_ns),
+            "fps_out": out_hz,
+            "fps_source": _rate_hz(sorted(self._source_ns)),
+            "frames_per_s_out": None
+            if out_hz is None or not self._out_ns
+            else out_hz * self.frames_out / len(self._out_ns),
+            "dropped": self.dropped,
+            "missed": self.missed,
+            "bad_messages": self.bad,
+            "negative_intervals": self.negative,
+            "elapsed_s": (time.monotonic_ns() - self._started_ns) / 1e9,
+        }
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`summary` as indented JSON (folders created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.summary(), indent=2) + "\n")
+        return path
+
+    def format(self) -> str:
+        """A few lines for a log or the end of ``spikereveal run``."""
+        s = self.summary()
+        lines = []
+        for name, st in [(END_TO_END, s["end_to_end"]), *s["stages"].items()]:  # type: ignore[union-attr]
+            if st.get("n"):
+                lines.append(
+                    f"{name:<40} n={st['n']:<6} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  "
+                    f"p99 {st['p99_ms']:8.2f} ms  max {st['max_ms']:8.2f} ms"
+                )
+        rates = ", ".join(f"{k} {s[k]:.2f}" for k in ("fps_in", "fps_out") if s[k] is not None)
+        lines.append(
+            f"{rates}; dropped {s['dropped']}, missed {s['missed']}, bad {s['bad_messages']}".lstrip("; ")
+        )
+        return "\n".join(lines)

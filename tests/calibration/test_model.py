@@ -1,0 +1,159 @@
+"""Calibration records: defaults, size checks, YAML/JSON files and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spikereveal.calibration.model import (
+    Calibration,
+    CalibrationError,
+    calibration_from_dict,
+    load_calibration,
+    save_calibration,
+)
+
+
+def test_defaults_are_the_nominal_rig() -> None:
+    cal = Calibration()
+    assert cal.scale == 4.0
+    assert cal.offset == (0.0, 0.0)
+    assert cal.spike_offset_frames == 0
+    assert cal.id == "nominal"
+    assert cal.expected_spike_size((720, 1280)) == (180, 320)
+    assert cal.expected_spike_size((1000, 1600)) == (250, 400)
+
+
+def test_check_sizes_accepts_public_datasets() -> None:
+    cal = Calibration()
+    cal.check_sizes((720, 1280), (180, 320))
+    cal.check_sizes((1000, 1600), (250, 400))
+
+
+def test_check_sizes_message_names_both_sizes_and_ratio() -> None:
+    with pytest.raises(CalibrationError) as info:
+        Calibration().check_sizes((720, 1280), (250, 400))
+    text = str(info.value)
+    assert "250x400" in text and "720x1280" in text
+    assert "expected 180x320" in text and "1/4 per side" in text and "'nominal'" in text
+
+
+def test_check_sizes_rejects_blur_not_a_whole_multiple() -> None:
+    with pytest.raises(CalibrationError, match=r"expected 250\.25x400"):
+        Calibration().check_sizes((1001, 1600), (250, 400))
+
+
+def test_other_scale() -> None:
+    cal = Calibration(scale=2, id="half")
+    assert cal.scale == 2.0 and isinstance(cal.scale, float)
+    cal.check_sizes((20, 32), (10, 16))
+    with pytest.raises(CalibrationError, match="1/2 per side, calibration 'half'"):
+        cal.check_sizes((40, 64), (10, 16))
+    # A measured, non-integer scale fits within half an RGB pixel.
+    Calibration(scale=3.97).check_sizes((993, 1588), (250, 400))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"scale": 0}, "scale"),
+        ({"scale": -4.0}, "scale"),
+        ({"scale": float("nan")}, "scale"),
+        ({"scale": "4"}, "scale"),
+        ({"scale": True}, "scale"),
+        ({"offset": (1.0,)}, "offset"),
+        ({"offset": ("a", 0)}, "offset"),
+        ({"offset": 3}, "offset"),
+        ({"spike_offset_frames": 1.5}, "spike_offset_frames"),
+        ({"id": ""}, "id"),
+    ],
+)
+def test_invalid_values(kwargs: dict, field: str) -> None:
+    with pytest.raises(CalibrationError, match=f"calibration {field}"):
+        Calibration(**kwargs)
+
+
+def test_golden_yaml_by_hand(tmp_path: Path) -> None:
+    path = tmp_path / "rig.yaml"
+    path.write_text("id: rig-a\nscale: 4\noffset: [1.5, -2]\nspike_offset_frames: -3\n")
+    cal = load_calibration(path)
+    assert cal == Calibration(scale=4.0, offset=(1.5, -2.0), spike_offset_frames=-3, id="rig-a")
+
+
+def test_empty_yaml_is_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yml"
+    path.write_text("")
+    assert load_calibration(path) == Calibration()
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".json"])
+def test_round_trip(tmp_path: Path, suffix: str) -> None:
+    cal = Calibration(scale=3.97, offset=(0.25, -1.0), spike_offset_frames=2, id="measured")
+    path = save_calibration(tmp_path / f"cal{suffix}", cal)
+    assert path.is_file()
+    assert load_calibration(path) == cal
+    if suffix == ".json":
+        assert json.loads(path.read_text())["offset"] == [0.25, -1.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    scale=st.floats(min_value=0.1, max_value=64, allow_nan=False),
+    dy=st.floats(-1e3, 1e3, allow_nan=False),
+    dx=st.floats(-1e3, 1e3, allow_nan=False),
+    shift=st.integers(-1000, 1000),
+    name=st.text(alphabet="abcdefgh-_0123456789", min_size=1, max_size=12),
+)
+def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, scale, dy, dx, shift, name) -> None:
+    cal = Calibration(scale=scale, offset=(dy, dx), spike_offset_frames=shift, id=name)
+    folder = tmp_path_factory.mktemp("cal")
+    for suffix in (".yaml", ".json"):
+        assert load_calibration(save_calibration(folder / f"c{suffix}", cal)) == cal
+
+
+def test_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
+    bad_field = tmp_path / "a.yaml"
+    bad_field.write_text("scale: 4\nscael: 3\n")
+    with pytest.raises(CalibrationError, match=r"a\.yaml: unknown field\(s\) scael"):
+        load_calibration(bad_field)
+
+    bad_value = tmp_path / "b.json"
+    bad_value.write_text('{"scale": -1}')
+    with pytest.raises(CalibrationError, match=r"b\.json: calibration scale: -1"):
+        load_calibration(bad_value)
+
+    bad_offset = tmp_path / "c.yaml"
+    bad_offset.write_text("offset: 3\n")
+    with pytest.raises(CalibrationError, match=r"c\.yaml: calibration offset"):
+        load_calibration(bad_offset)
+
+    not_yaml = tmp_path / "d.yaml"
+    not_yaml.write_text("scale: [1, 2\n")
+    with pytest.raises(CalibrationError, match=r"d\.yaml: not valid YAML"):
+        load_calibration(not_yaml)
+
+    not_json = tmp_path / "e.json"
+    not_json.write_text("{scale: 4}")
+    with pytest.raises(CalibrationError, match=r"e\.json: not valid JSON"):
+        load_calibration(not_json)
+
+    a_list = tmp_path / "f.yaml"
+    a_list.write_text("- 1\n- 2\n")
+    with pytest.raises(CalibrationError, match=r"f\.yaml: expected a mapping"):
+        load_calibration(a_list)
+
+    with pytest.raises(CalibrationError, match=r"missing\.yaml: calibration file not found"):
+        load_calibration(tmp_path / "missing.yaml")
+    with pytest.raises(CalibrationError, match=r"unknown calibration file type '\.txt'"):
+        load_calibration(tmp_path / "cal.txt")
+    with pytest.raises(CalibrationError, match=r"unknown calibration file type '\.toml'"):
+        save_calibration(tmp_path / "cal.toml", Calibration())
+
+
+def test_from_dict_source_in_message() -> None:
+    with pytest.raises(CalibrationError, match="rig.json: calibration spike_offset_frames"):
+        calibration_from_dict({"spike_offset_frames": "x"}, source="rig.json")
