@@ -94,7 +94,7 @@ class DatasetSource:
         )
         self.source_id = f"{self.dataset.layout}:{self.path}" + (f"#{self.scene}" if self.scene else "")
         if self.stem is not None:
-            keep = [i for i in range(len(self.dataset)) if self.dataset.entries[i].stem == self.stem]
+            keep = [i for i in range(len(self.dataset)) if self.dataset.entries[i].name == self.stem]
             if not keep:
                 raise SourceError(f"{self.path}: no sample named {self.stem!r} in scene {self.scene!r}")
             self._indices = keep
@@ -126,7 +126,9 @@ class SimulatedSource:
     texture: str = "astronaut"
 
     def __post_init__(self) -> None:
-        self.source_id = f"sim:pan?vth={self.vth:g}&seed={self.seed}&size={self.spike_size[0]}x{self.spike_size[1]}"
+        self.source_id = (
+            f"sim:pan?vth={self.vth:g}&seed={self.seed}&size={self.spike_size[0]}x{self.spike_size[1]}"
+        )
 
     def __len__(self) -> int:
         if self.count is None:
@@ -170,7 +172,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None = None) -> Source:
     """Open a source from its URI (see the module docstring); errors name the URI and what fits."""
     scheme, sep, rest = uri.partition(":")
-    if not sep or len(scheme) == 1:  # no scheme, or a Windows drive letter: a plain path
+    if uri in ("sample", "sim"):
+        scheme, sep, rest = uri, ":", ""
+    elif not sep or len(scheme) == 1:  # no scheme, or a Windows drive letter: a plain path
         scheme, rest = "path", uri
     rest, _, query_text = rest.partition("?")
     query = urllib.parse.parse_qs(query_text, keep_blank_values=False)
@@ -180,7 +184,9 @@ def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None 
         known = {"vth", "seed", "size", "count", "noise", "rate"}
         unknown = sorted(set(query) - known)
         if unknown:
-            raise SourceError(f"source {uri!r}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise SourceError(
+                f"source {uri!r}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         kwargs: dict[str, object] = {}
         for key, field_name, cast in (
             ("vth", "vth", float),
@@ -209,7 +215,9 @@ def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None 
             raise SourceError(f"source {uri!r}: a single .dat must sit in <set>/spike_data/<scene>/")
         path, scene, stem = path.parents[2], path.parent.name, path.stem
     if not path.is_dir():
-        raise SourceError(f"source {uri!r}: {path} is not a dataset folder (expected spike_data/ and blur_data/)")
+        raise SourceError(
+            f"source {uri!r}: {path} is not a dataset folder (expected spike_data/ and blur_data/)"
+        )
     layout = "auto" if scheme == "path" else scheme
     try:
         return DatasetSource(path, layout, scene=scene, stem=stem, flip=flip, calibration=calibration)
@@ -247,7 +255,9 @@ def looped(open_again: Callable[[], Source], loop: bool) -> Iterator[Capture]:
         t_offset += end_ns
 
 
-def paced(captures: Iterable[Capture], rate: str | float, *, clock: Callable[[], int] = time.monotonic_ns) -> Iterator[Capture]:
+def paced(
+    captures: Iterable[Capture], rate: str | float, *, clock: Callable[[], int] = time.monotonic_ns
+) -> Iterator[Capture]:
     """Release captures at their sensor times: ``"realtime"``, ``"max"`` (no waiting) or a speed factor.
 
     The first capture goes at once; capture n waits until ``(t_n - t_0) / factor`` has passed since
@@ -275,7 +285,9 @@ def _rate_factor(rate: str | float) -> float | None:
     try:
         factor = float(rate)
     except (TypeError, ValueError):
-        raise SourceError(f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4") from None
+        raise SourceError(
+            f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4"
+        ) from None
     if not factor > 0:
         raise SourceError(f"rate {rate!r}: a speed factor must be > 0")
     return factor

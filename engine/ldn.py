@@ -81,7 +81,9 @@ class SpatialAttention(nn.Module):
 
 
 def _conv_relu(cin: int, cout: int, kernel: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2), nn.ReLU(inplace=True)
+    )
 
 
 def _up_relu(cin: int, cout: int) -> nn.Sequential:
@@ -132,4 +134,3 @@ class LDN(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters of ``model`` (234,158 for the LDN)."""
     return sum(p.numel() for p in model.parameters())
-

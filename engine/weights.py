@@ -57,9 +57,7 @@ def _sniff(path: Path) -> str:
         return "pickle"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"  # 8-byte little-endian header length, then a JSON object
-    raise WeightsError(
-        f"{path}: not a PyTorch checkpoint or safetensors file (starts with {head[:8]!r})"
-    )
+    raise WeightsError(f"{path}: not a PyTorch checkpoint or safetensors file (starts with {head[:8]!r})")
 
 
 def _check_file(path: str | os.PathLike[str]) -> Path:

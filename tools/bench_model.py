@@ -56,8 +56,12 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant("torch", "torch", {}, description="torch backend: channels-last, fp32"),
         Variant("onnxruntime", "onnxruntime", {}, description="onnxruntime CPU, ORT_ENABLE_ALL, fp32"),
-        Variant("torch-bf16", "torch", {"precision": "bf16"}, "bf16", description="channels-last, bf16 autocast"),
-        Variant("torch-compile", "torch", {"compile": True}, description="torch.compile (inductor, freezing)"),
+        Variant(
+            "torch-bf16", "torch", {"precision": "bf16"}, "bf16", description="channels-last, bf16 autocast"
+        ),
+        Variant(
+            "torch-compile", "torch", {"compile": True}, description="torch.compile (inductor, freezing)"
+        ),
     )
 }
 DEFAULT_VARIANTS = (BASELINE, "torch", "onnxruntime", "torch-bf16")
@@ -227,7 +231,18 @@ def format_model_table(payload: dict[str, object]) -> str:
             ]
         )
     table = format_table(
-        ["size", "variant", "prec", "thr", "median ms", "q1-q3 ms", "min-max ms", "fps", "vs eager", "max|diff|"],
+        [
+            "size",
+            "variant",
+            "prec",
+            "thr",
+            "median ms",
+            "q1-q3 ms",
+            "min-max ms",
+            "fps",
+            "vs eager",
+            "max|diff|",
+        ],
         rows,
     )
     lines = [table]
@@ -249,7 +264,9 @@ def _parse_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tupl
         raise click.BadParameter("give at least one size HxW", ctx, param)
     for h, w in sizes:
         if h % 4 or w % 4:
-            raise click.BadParameter(f"{h}x{w}: blur sizes must be multiples of 4 (spikes are 1/4)", ctx, param)
+            raise click.BadParameter(
+                f"{h}x{w}: blur sizes must be multiples of 4 (spikes are 1/4)", ctx, param
+            )
     return sizes
 
 

@@ -19,10 +19,19 @@ from spikereveal.tools.errors import is_user_error
 # name -> ("module:attribute", one-line help). Modules are imported only when their command runs,
 # so `spikereveal --help` lists everything without loading torch or scipy.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("spikereveal.tools.demo:demo_command", "Simulate the built-in sample, deblur it, show the result."),
+    "demo": (
+        "spikereveal.tools.demo:demo_command",
+        "Simulate the built-in sample, deblur it, show the result.",
+    ),
     "deblur": ("spikereveal.tools.deblur_cmd:deblur_command", "Deblur one image into K sharp frames."),
-    "tfp": ("spikereveal.tools.tfp_cmd:tfp_command", "Texture from playback: mean of a window of spike frames."),
-    "simulate": ("spikereveal.tools.simulate_cmd:simulate_command", "Simulate a spike camera dataset from video."),
+    "tfp": (
+        "spikereveal.tools.tfp_cmd:tfp_command",
+        "Texture from playback: mean of a window of spike frames.",
+    ),
+    "simulate": (
+        "spikereveal.tools.simulate_cmd:simulate_command",
+        "Simulate a spike camera dataset from video.",
+    ),
     "weights": ("spikereveal.tools.weights_cmd:weights_group", "Import and inspect LDN weights."),
     "bench": ("spikereveal.tools.bench:bench_group", "Benchmarks: print a table and write JSON."),
 }

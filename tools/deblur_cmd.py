@@ -31,14 +31,31 @@ def write_sequence(out_dir: Path, frames: np.ndarray, times: list[int], info: di
 
 @click.command("deblur")
 @click.option("--blur", "blur_path", required=True, type=click.Path(path_type=Path), help="Blurry RGB image.")
-@click.option("--spikes", "spikes_path", required=True, type=click.Path(path_type=Path), help="Raw .dat spikes.")
-@click.option("--spike-size", type=SIZE, default=None, help="Spike frame size HxW (or a <spikes>.json sidecar).")
-@click.option("--exposure", type=EXPOSURE, default=None, help="Exposure A:B in spike frames (default: all but 20 at each end).")
-@click.option("--times", "count", type=click.IntRange(min=1), default=5, show_default=True, help="Output frames K.")
-@click.option("--model", type=click.Choice(["ldn", "sdm"]), default=None, help="Default: ldn with --weights, else sdm.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Paper .pth or project .safetensors.")
+@click.option(
+    "--spikes", "spikes_path", required=True, type=click.Path(path_type=Path), help="Raw .dat spikes."
+)
+@click.option(
+    "--spike-size", type=SIZE, default=None, help="Spike frame size HxW (or a <spikes>.json sidecar)."
+)
+@click.option(
+    "--exposure",
+    type=EXPOSURE,
+    default=None,
+    help="Exposure A:B in spike frames (default: all but 20 at each end).",
+)
+@click.option(
+    "--times", "count", type=click.IntRange(min=1), default=5, show_default=True, help="Output frames K."
+)
+@click.option(
+    "--model", type=click.Choice(["ldn", "sdm"]), default=None, help="Default: ldn with --weights, else sdm."
+)
+@click.option(
+    "--weights", type=click.Path(path_type=Path), default=None, help="Paper .pth or project .safetensors."
+)
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
-@click.option("--calibration", type=click.Path(path_type=Path), default=None, help="Spike/RGB calibration file.")
+@click.option(
+    "--calibration", type=click.Path(path_type=Path), default=None, help="Spike/RGB calibration file."
+)
 @click.option("--no-flip", is_flag=True, help="Spike frames are stored upright (some cameras).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 def deblur_command(

@@ -39,7 +39,11 @@ class Scores:
 
     def table(self) -> dict[str, dict[str, float | int]]:
         return {
-            m: {"psnr_db": float(np.mean(self.psnr[m])), "ssim": float(np.mean(self.ssim[m])), "n": len(self.psnr[m])}
+            m: {
+                "psnr_db": float(np.mean(self.psnr[m])),
+                "ssim": float(np.mean(self.ssim[m])),
+                "n": len(self.psnr[m]),
+            }
             for m in METHODS
             if self.psnr[m]
         }
@@ -52,12 +56,20 @@ def format_table(table: dict[str, dict[str, float | int]]) -> str:
 
 
 @click.command("demo")
-@click.option("--out", "out_dir", default=Path("build/demo"), type=click.Path(path_type=Path), show_default=True)
-@click.option("--samples", default=2, show_default=True, type=click.IntRange(min=1), help="Blurry frames to make.")
-@click.option("--times", "count", default=5, show_default=True, type=click.IntRange(min=1), help="Sharp frames each.")
+@click.option(
+    "--out", "out_dir", default=Path("build/demo"), type=click.Path(path_type=Path), show_default=True
+)
+@click.option(
+    "--samples", default=2, show_default=True, type=click.IntRange(min=1), help="Blurry frames to make."
+)
+@click.option(
+    "--times", "count", default=5, show_default=True, type=click.IntRange(min=1), help="Sharp frames each."
+)
 @click.option("--vth", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="LDN weights to add to the comparison.")
+@click.option(
+    "--weights", type=click.Path(path_type=Path), default=None, help="LDN weights to add to the comparison."
+)
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 def demo_command(
     out_dir: Path, samples: int, count: int, vth: float, seed: int, weights: Path | None, backend: str

@@ -23,7 +23,12 @@ FAMILIES: tuple[tuple[str, str], ...] = (
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "bad input", not "bug" (file-system errors included)."""
-    found: list[type[BaseException]] = [FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError]
+    found: list[type[BaseException]] = [
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ]
     for module_name, attr in FAMILIES:
         module = sys.modules.get(module_name)
         if module is not None and hasattr(module, attr):

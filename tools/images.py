@@ -28,5 +28,7 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image):
-        raise ImageFileError(f"{path}: OpenCV could not write this file (unknown extension or unwritable folder)")
+        raise ImageFileError(
+            f"{path}: OpenCV could not write this file (unknown extension or unwritable folder)"
+        )
     return path

@@ -58,7 +58,9 @@ def import_command(
         metadata["note"] = note
     save_ldn_state(out, state, metadata)
     params = sum(t.numel() for t in state.values())
-    click.echo(f"wrote {out}: {len(state)} tensors, {params:,} parameters, spike threshold {spike_threshold:g}")
+    click.echo(
+        f"wrote {out}: {len(state)} tensors, {params:,} parameters, spike threshold {spike_threshold:g}"
+    )
 
 
 @weights_group.command("info")

@@ -36,8 +36,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_builtin_pan_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "sim"
-    proc = _run("--builtin", "pan", "--out", str(out), "--samples", "2", "--spike-size", "16x24", "--sharp-all",
-                "--seed", "5", "--noise", "0.007")  # fmt: skip
+    args = ["--builtin", "pan", "--out", str(out), "--samples", "2", "--spike-size", "16x24", "--sharp-all"]
+    proc = _run(*args, "--seed", "5", "--noise", "0.007")
     assert proc.returncode == 0, proc.stderr
     assert "wrote 2 samples of scene 'pan'" in proc.stdout
     assert "simulate pan" in proc.stderr  # the tqdm bar goes to stderr
