@@ -3,16 +3,18 @@
 One forward pass turns a blurry RGB frame plus a 21-frame spike window centred on a time t into the
 sharp frame at t. The layout (module names, kernel sizes, paddings) reproduces the checkpoint released
 with the paper, so its state_dict loads with ``strict=True``; the choices the key names alone do not
-fix were settled by measurement on a synthetic case with known ground truth (see
-tests/engine/test_ldn.py::test_official_weights_sharpen_a_synthetic_blur):
+fix were settled by measurement with the released weights on a synthetic case with known ground
+truth (4 photos panned 24 px over 97 frames at 256x384, spikes from an integrate-and-fire
+simulation at the training threshold; the blur itself scores 19.2-26.0 dB against the sharp centre
+frame, this layout 22.8-28.0 dB, i.e. +2.0..3.6 dB; see tests/engine/test_ldn.py):
 
-- the decoder output is concatenated AFTER the input blur (``pred`` sees [blur, features]): the
-  first three columns of ``pred.weight`` form a near-diagonal colour matrix, the other order loses
-  ~14 dB;
-- the blur features come first in the 64-channel concat (reversed order loses ~8 dB);
-- CBAM multiplies the features by both attention maps; residual blocks add without a trailing ReLU
-  and without normalisation; the output has no final activation (a sigmoid or ReLU after the
-  residual blocks each cost 3-15 dB on that case).
+- ``pred`` sees [blur, decoded features] (blur first): the first three columns of ``pred.weight``
+  form a near-diagonal colour matrix; the other order gives 7-14 dB;
+- the blur features come first in the 64-channel concat (the other order: 14-23 dB);
+- CBAM multiplies the features by both attention maps (not multiplying: 11-17 dB);
+- residual blocks are x + conv(relu(conv(x))) with no normalisation (instance norm: 6-8 dB) and no
+  ReLU after the sum (with it: 20-26 dB, 2-3 dB worse);
+- no final activation (a sigmoid: 10-14 dB); outputs slightly outside 0..1 are normal.
 """
 
 from __future__ import annotations
@@ -111,24 +113,46 @@ class LDN(nn.Module):
         # Spike encoder at 1/4 resolution.
         self.spike_enc = _conv_relu(SPIKE_WINDOW, 16, 3, 1)
         self.spike_enc2 = _conv_relu(16, 32, 3, 1)
-        self.ca = ChannelAttention(64)
-        self.sa = SpatialAttention(7)
+        # Registered in the checkpoint's key order (the attention runs before the blocks).
         self.resBlock1 = ResidualBlock(64)
         self.resBlock2 = ResidualBlock(64)
+        self.ca = ChannelAttention(64)
+        self.sa = SpatialAttention(7)
         self.decoder1 = _up_relu(64, 32)
         self.decoder2 = _up_relu(32, 16)
         # 1x1 head on [blur (3), decoded features (16)]: the blur passes straight to the output.
         self.pred = nn.Conv2d(3 + 16, 3, 1)
 
-    def forward(self, blur: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+    def features(self, blur: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """Everything before the head: (N,3,H,W), (N,21,H/4,W/4) -> decoded features (N,16,H,W)."""
         blur_feat = self.blur_enc2(self.blur_enc(blur))
         spike_feat = self.spike_enc2(self.spike_enc(spikes))
         x = torch.cat([blur_feat, spike_feat], dim=1)
         x = x * self.ca(x)
         x = x * self.sa(x)
         x = self.resBlock2(self.resBlock1(x))
-        x = self.decoder2(self.decoder1(x))
-        return self.pred(torch.cat([blur, x], dim=1))
+        return self.decoder2(self.decoder1(x))
+
+    def forward(self, blur: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        return self.pred(torch.cat([blur, self.features(blur, spikes)], dim=1))
+
+
+class ConcatFreeLDN(nn.Module):
+    """The same function as an :class:`LDN`, without the full-resolution concat before the head.
+
+    ``pred(cat[blur, x])`` is a 1x1 conv, i.e. ``W_blur @ blur + W_x @ x + b``: computing the two
+    products separately skips writing and re-reading a 19-channel full-size tensor (~7-10% of a
+    frame on CPU, channels-last). Shares the LDN's parameters; outputs agree to float rounding.
+    """
+
+    def __init__(self, ldn: LDN) -> None:
+        super().__init__()
+        self.ldn = ldn
+
+    def forward(self, blur: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.ldn.pred.weight, self.ldn.pred.bias
+        x = self.ldn.features(blur, spikes)
+        return F.conv2d(x, weight[:, 3:]) + F.conv2d(blur, weight[:, :3], bias)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -164,6 +164,8 @@ class SocketConfig:
     reconnect_ivl_max_ms: int = 1000
     zero_copy: bool = True
     copy_threshold: int = 65536
+    sndbuf_bytes: int = -1
+    rcvbuf_bytes: int = -1
 
 
 def make_socket(ctx: zmq.Context, socket_type: int, config: SocketConfig = SocketConfig()) -> zmq.Socket:
@@ -178,6 +180,8 @@ def make_socket(ctx: zmq.Context, socket_type: int, config: SocketConfig = Socke
     sock.setsockopt(zmq.RECONNECT_IVL, config.reconnect_ivl_ms)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, config.reconnect_ivl_max_ms)
     sock.copy_threshold = config.copy_threshold
+    sock.setsockopt(zmq.SNDBUF, config.sndbuf_bytes)
+    sock.setsockopt(zmq.RCVBUF, config.rcvbuf_bytes)
     return sock
 
 
@@ -340,14 +344,15 @@ def recv_message(
     stop: StopFlag | None = None,
     zero_copy: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    where: str = "receive",
 ) -> Message | None:
     """Receive and decode the next good message from a plain socket (SUB, PULL, PAIR...).
 
-    Bad messages are counted and logged and the wait goes on; returns None on timeout or stop.
-    Never raises for what a peer sent.
+    Bad messages are counted and logged (prefixed with ``where``) and the wait goes on; returns
+    None on timeout or stop. Never raises for what a peer sent.
     """
     deadline = _Deadline(timeout_s)
-    on_bad = _BadMessageLog(f"recv {sock.getsockopt(zmq.LAST_ENDPOINT)!r}")
+    on_bad = _BadMessageLog(where)
     while not _stopped(stop):
         if not sock.poll(deadline.slice_ms(), zmq.POLLIN):
             if deadline.expired():
@@ -465,6 +470,7 @@ class LosslessSender:
         self._next_n = 1
         self._last_heartbeat_ns = 0
         self._ignored: set[str] = set()
+        self._retired: set[str] = set()  # sessions of replaced consumers: their late credits are stale
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -620,6 +626,8 @@ class LosslessSender:
     def _on_credit(self, routing_id: bytes, credit: Credit) -> None:
         now = time.monotonic_ns()
         c = self._consumer
+        if credit.session in self._retired:
+            return
         if c is not None and c.peer.node != credit.node and not c.peer.lost:
             if credit.node not in self._ignored:
                 self._ignored.add(credit.node)
@@ -633,6 +641,7 @@ class LosslessSender:
         if c is None or c.peer.node != credit.node or c.session != credit.session:
             if c is not None:
                 self._requeue(c)
+                self._retired.add(c.session)
                 log.info(
                     "%s: consumer %r (session %s) replaces %r (session %s); redelivering %d",
                     self._where,
@@ -671,6 +680,7 @@ class LosslessSender:
         _heard(c.peer, time.monotonic_ns(), self._where, status)
         if status.state == "stopping":
             self._requeue(c)
+            self._retired.add(c.session)
             log.info(
                 "%s: consumer %r stopped; %d messages wait for the next one",
                 self._where,
@@ -877,6 +887,11 @@ class LatestPublisher:
         self._last_send_ns = time.monotonic_ns()
         return True
 
+    def send(self, msg: Message, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """:meth:`publish` under the sender interface shared with :class:`LosslessSender` (always True)."""
+        self.publish(msg)
+        return True
+
     def wait_for_subscriber(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
         """Wait until at least one subscriber's subscription has arrived (no slow-joiner loss after).
 
@@ -929,6 +944,9 @@ class LatestPublisher:
                 self.subscribers += 1
                 self.counters.peers_joined += 1
                 log.info("%s: subscriber joined (%d now)", self._where, self.subscribers)
+                # Say who we are at once rather than at the next idle heartbeat.
+                if self._send(encode(Status.now(self.node, self.role, "ready", self.counters.as_dict()))):
+                    self.counters.heartbeats_sent += 1
             elif event[:1] == b"\x00":
                 self.subscribers = max(0, self.subscribers - 1)
                 log.info("%s: subscriber left (%d now)", self._where, self.subscribers)
@@ -990,6 +1008,10 @@ class LatestSubscriber:
                 return newest
         return None
 
+    def recv(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:
+        """:meth:`recv_latest` under the receiver interface shared with :class:`LosslessReceiver`."""
+        return self.recv_latest(timeout_s, stop)
+
     def close(self) -> None:
         if not self._sock.closed:
             self._sock.close()
@@ -1044,3 +1066,33 @@ class LatestSubscriber:
                     "%s: source %r restarted at seq %d (was %d)", self._where, msg.source_id, msg.seq, last
                 )
         self._last_seq[msg.source_id] = msg.seq
+
+
+# --------------------------------------------------------------------------------------------------
+# One switch for the nodes: ``--policy lossless|latest``
+
+POLICIES = ("lossless", "latest")
+Sender = LosslessSender | LatestPublisher
+Receiver = LosslessReceiver | LatestSubscriber
+
+
+def open_sender(policy: str, endpoint: str, **options: Any) -> Sender:
+    """The sending end of ``policy`` ("lossless": replay, "latest": live); ``options`` go to its class.
+
+    Both ends share ``send(msg, timeout_s, stop) -> bool``, ``service(timeout_s, stop)``,
+    ``counters``, ``endpoint`` and ``close()``.
+    """
+    if policy == "lossless":
+        return LosslessSender(endpoint, **options)
+    if policy == "latest":
+        return LatestPublisher(endpoint, **options)
+    raise ValueError(f"policy: got {policy!r}, expected one of {', '.join(POLICIES)}")
+
+
+def open_receiver(policy: str, endpoint: str, **options: Any) -> Receiver:
+    """The receiving end of ``policy``; both share ``recv(timeout_s, stop)``, ``counters``, ``close()``."""
+    if policy == "lossless":
+        return LosslessReceiver(endpoint, **options)
+    if policy == "latest":
+        return LatestSubscriber(endpoint, **options)
+    raise ValueError(f"policy: got {policy!r}, expected one of {', '.join(POLICIES)}")

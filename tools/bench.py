@@ -6,6 +6,7 @@ import click
 
 from spikereveal.tools.bench_decode import decode_command
 from spikereveal.tools.bench_model import model_command
+from spikereveal.tools.bench_transport import transport_command
 
 
 @click.group("bench")
@@ -15,3 +16,4 @@ def bench_group() -> None:
 
 bench_group.add_command(decode_command)
 bench_group.add_command(model_command)
+bench_group.add_command(transport_command)

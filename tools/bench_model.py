@@ -5,35 +5,40 @@ with its 21-frame spike window at 1/4 resolution is run through every variant:
 
 - ``torch-eager`` (the baseline): the LDN in eval mode under inference_mode, NCHW, fp32, torch's
   default thread count; what a straightforward PyTorch port does;
-- ``torch``: the project's torch backend (channels-last layout, ``--threads``);
+- ``eager-keepmem``: the baseline with glibc told to keep freed memory (engine.backends.malloc),
+  to show how much of the gain is the allocator alone;
+- ``torch``: the project's torch backend (channels-last layout, concat-free head, freed memory
+  kept, ``--threads``);
 - ``onnxruntime``: the project's ONNX export in onnxruntime (all graph optimisations, NCHWc);
 - ``torch-bf16``: the torch backend under bf16 autocast (reduced precision: see its max diff);
 - ``torch-compile`` (not run by default: ~20 s of compiling per size): torch.compile + freezing.
 
-Each variant runs its warm-up and timed runs in one block, baseline first. Reported per variant: median and spread (quartiles,
-min/max) of the seconds per frame, the ratio baseline median / variant median from the same run,
-and the max abs difference of its output from the baseline's. Weights are a seeded random
-initialisation unless ``--weights`` is given (the arithmetic, hence the speed, does not depend on
-them).
+Each variant and size is measured in a fresh process by default (``--no-isolate``: all in this
+one, baseline first), with its warm-up and timed runs in one block.
+Reported per variant: median and spread (quartiles, min/max) of the seconds per frame, the ratio
+baseline median / variant median from the same run, and the max abs difference of its output from
+the baseline's. Weights are a seeded random initialisation unless ``--weights`` is given (the
+arithmetic, hence the speed, does not depend on them).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
 import numpy as np
-from spikereveal.tools.bench_common import format_table, machine_info, time_repeats, write_json
+
+from spikereveal.tools.bench_common import Timing, format_table, machine_info, time_repeats, write_json
 from spikereveal.tools.cli_types import parse_size
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running the LDN: a registered backend with options."""
+    """One way of running the LDN: a registered backend with options ("eager": the baseline)."""
 
     name: str
     backend: str
@@ -49,22 +54,30 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant(
             BASELINE,
-            "torch",
-            {"channels_last": False},
+            "eager",
             tuned_threads=False,
-            description="plain PyTorch eager, NCHW, fp32, default threads",
+            description="plain PyTorch eager LDN, NCHW, fp32, default threads and malloc",
         ),
-        Variant("torch", "torch", {}, description="torch backend: channels-last, fp32"),
+        Variant(
+            "eager-keepmem",
+            "eager",
+            {"keep_memory": True},
+            tuned_threads=False,
+            description="the baseline with freed memory kept (shows what malloc alone gives)",
+        ),
+        Variant(
+            "torch", "torch", {}, description="torch backend: channels-last, concat-free head, memory kept"
+        ),
         Variant("onnxruntime", "onnxruntime", {}, description="onnxruntime CPU, ORT_ENABLE_ALL, fp32"),
         Variant(
-            "torch-bf16", "torch", {"precision": "bf16"}, "bf16", description="channels-last, bf16 autocast"
+            "torch-bf16", "torch", {"precision": "bf16"}, "bf16", description="torch backend, bf16 autocast"
         ),
         Variant(
             "torch-compile", "torch", {"compile": True}, description="torch.compile (inductor, freezing)"
         ),
     )
 }
-DEFAULT_VARIANTS = (BASELINE, "torch", "onnxruntime", "torch-bf16")
+DEFAULT_VARIANTS = (BASELINE, "eager-keepmem", "torch", "onnxruntime", "torch-bf16")
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class ModelBenchConfig:
     threads: int | None = None  # None: all usable cores for the tuned variants
     weights: str | None = None
     seed: int = 0
+    isolate: bool = True  # each (variant, size) in a fresh process
 
     def __post_init__(self) -> None:
         if not self.sizes:
@@ -94,6 +108,7 @@ class ModelBenchConfig:
 
 def _state_dict(config: ModelBenchConfig) -> tuple[dict[str, object], str]:
     import torch
+
     from spikereveal.engine.ldn import LDN
     from spikereveal.engine.weights import load_ldn_state
 
@@ -103,6 +118,31 @@ def _state_dict(config: ModelBenchConfig) -> tuple[dict[str, object], str]:
     return LDN().state_dict(), f"random init (seed {config.seed})"
 
 
+class EagerBaseline:
+    """What a straightforward PyTorch port runs: the LDN module as written, NCHW, fp32, eval mode,
+    under inference_mode, with torch's default settings. Nothing here is tuned on purpose."""
+
+    name = BASELINE
+
+    def __init__(self, state_dict: dict[str, object], keep_memory: bool = False) -> None:
+        from spikereveal.engine.backends.malloc import keep_freed_memory
+        from spikereveal.engine.ldn import LDN
+
+        if keep_memory:
+            keep_freed_memory()
+        self.model = LDN().eval()
+        self.model.load_state_dict(state_dict, strict=True)
+
+    def run(self, blur: np.ndarray, spikes: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(blur), torch.from_numpy(spikes)).numpy()
+
+    def close(self) -> None:
+        self.model = None
+
+
 def _inputs(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     blur = rng.random((1, 3, height, width), dtype=np.float32)
@@ -110,94 +150,129 @@ def _inputs(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return blur, spikes
 
 
-def run_model_bench(config: ModelBenchConfig, *, progress: bool = True) -> dict[str, object]:
-    """Measure as described in the module docstring; returns the JSON payload."""
+@dataclass(frozen=True)
+class _Threads:
+    tuned: int  # intra-op threads of the tuned variants
+    default: int  # torch's own default, restored for the baseline
+
+
+def _open_variant(variant: Variant, state: dict[str, object], threads: _Threads, cache_dir: str) -> object:
     import torch
-    from spikereveal.engine.backends import create_backend, usable_cores
+
+    from spikereveal.engine.backends import create_backend
+
+    if variant.backend == "eager":
+        torch.set_num_threads(threads.default)
+        return EagerBaseline(state, **variant.options)
+    opts = dict(variant.options)
+    if variant.backend == "onnxruntime":
+        opts["cache_dir"] = cache_dir  # a fresh export per bench run (its time is in setup_s)
+    return create_backend(variant.backend, state, threads=threads.tuned, **opts)
+
+
+def _measure(
+    name: str,
+    size: tuple[int, int],
+    state: dict[str, object],
+    config: ModelBenchConfig,
+    threads: _Threads,
+    cache_dir: str,
+) -> tuple[tuple[float, ...], float, np.ndarray, bool]:
+    """Open one variant, run it once (setup), time it; returns (seconds, setup_s, output, malloc kept).
+
+    Module-level so that a fresh child process can run it.
+    """
+    import torch
+
+    from spikereveal.engine.backends.malloc import freed_memory_kept
+
+    variant = VARIANTS[name]
+    blur, spikes = _inputs(*size, config.seed)
+    t0 = time.perf_counter()
+    backend = _open_variant(variant, state, threads, cache_dir)
+    try:
+        out = backend.run(blur, spikes)  # first run: compile/allocate, untimed
+        setup_s = time.perf_counter() - t0
+        # torch's thread count is process-wide: set this variant's (the baseline: torch's default).
+        torch.set_num_threads(threads.tuned if variant.tuned_threads else threads.default)
+        timing = time_repeats(lambda: backend.run(blur, spikes), repeats=config.repeats, warmup=config.warmup)
+    finally:
+        backend.close()
+        torch.set_num_threads(threads.default)
+    return timing.seconds, setup_s, out, freed_memory_kept()
+
+
+def run_model_bench(config: ModelBenchConfig, *, progress: bool = True) -> dict[str, object]:
+    """Measure as described in the module docstring; returns the JSON payload.
+
+    With ``config.isolate`` every (variant, size) runs in a fresh process: the baseline then really
+    has default settings (process-wide state such as torch threads, glibc's malloc settings and
+    its heap history, or onnxruntime's spinning threads cannot leak between measurements; a plain
+    eager run after others in one process was measured up to 2x slower). Without it, everything
+    runs here, baseline first.
+    """
+    import multiprocessing
+
+    import torch
     from tqdm import tqdm
 
+    from spikereveal.engine.backends import usable_cores
+
     state, weights_label = _state_dict(config)
-    default_threads = torch.get_num_threads()
-    threads = config.threads if config.threads is not None else usable_cores()
+    threads = _Threads(
+        tuned=config.threads if config.threads is not None else usable_cores(),
+        default=torch.get_num_threads(),
+    )
     names = [BASELINE, *[v for v in config.variants if v != BASELINE]]  # baseline always, first
-    results: list[dict[str, object]] = []
-    summary: list[dict[str, object]] = []
+    base_out: dict[tuple[int, int], np.ndarray] = {}
+    base_s: dict[tuple[int, int], float] = {}
+    rows: dict[tuple[tuple[int, int], str], dict[str, object]] = {}
     bar = tqdm(total=len(config.sizes) * len(names), desc="bench model", disable=not progress, leave=False)
+    spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench-model-") as cache_dir:
-        for height, width in config.sizes:
-            blur, spikes = _inputs(height, width, config.seed)
-            backends = {}
-            setup_s: dict[str, float] = {}
-            outputs: dict[str, np.ndarray] = {}
-            try:
-                for name in names:
-                    variant = VARIANTS[name]
-                    opts = dict(variant.options)
-                    if variant.backend == "onnxruntime":
-                        opts["cache_dir"] = cache_dir
-                    t0 = time.perf_counter()
-                    backend = create_backend(
-                        variant.backend, state, threads=threads if variant.tuned_threads else None, **opts
-                    )
-                    outputs[name] = backend.run(blur, spikes)  # first run: compile/allocate, untimed
-                    setup_s[name] = time.perf_counter() - t0
-                    backends[name] = backend
-                    bar.update()
-
-                def work_for(name: str) -> Callable[[], object]:
-                    backend = backends[name]
-                    variant = VARIANTS[name]
-
-                    def work() -> object:
-                        # torch's thread count is process-wide: the baseline gets the default back.
-                        if variant.backend == "torch":
-                            torch.set_num_threads(threads if variant.tuned_threads else default_threads)
-                        return backend.run(blur, spikes)
-
-                    return work
-
-                # One variant at a time: onnxruntime's idle threads spin for a while after a run
-                # and would slow whatever runs next if the variants were interleaved.
-                timings = {
-                    n: time_repeats(work_for(n), repeats=config.repeats, warmup=config.warmup) for n in names
+        for name in names:
+            variant = VARIANTS[name]
+            for size in config.sizes:
+                args = (name, size, state, config, threads, cache_dir)
+                if config.isolate:
+                    with spawn.Pool(processes=1, maxtasksperchild=1) as pool:
+                        seconds, setup_s, out, kept = pool.apply(_measure, args)
+                else:
+                    seconds, setup_s, out, kept = _measure(*args)
+                timing = Timing(seconds)
+                if name == BASELINE:
+                    base_out[size], base_s[size] = out, timing.median_s
+                rows[(size, name)] = {
+                    "size": list(size),
+                    "variant": name,
+                    "backend": variant.backend,
+                    "options": dict(variant.options),
+                    "precision": variant.precision,
+                    "threads": threads.tuned if variant.tuned_threads else threads.default,
+                    "description": variant.description,
+                    "fresh_process": config.isolate,
+                    "freed_memory_kept": kept,
+                    **timing.to_dict(),
+                    "setup_s": setup_s,
+                    "frames_per_s": timing.per_second(1),
+                    "ratio_vs_baseline": base_s[size] / timing.median_s,
+                    "max_abs_diff_vs_baseline": float(np.abs(out - base_out[size]).max()),
                 }
-            finally:
-                for backend in backends.values():
-                    backend.close()
-                torch.set_num_threads(default_threads)
-            base = timings[BASELINE].median_s
-            best: tuple[str, float] | None = None
-            for name in names:
-                timing, variant = timings[name], VARIANTS[name]
-                ratio = base / timing.median_s
-                diff = float(np.abs(outputs[name] - outputs[BASELINE]).max())
-                results.append(
-                    {
-                        "size": [height, width],
-                        "variant": name,
-                        "backend": variant.backend,
-                        "options": dict(variant.options),
-                        "precision": variant.precision,
-                        "threads": threads if variant.tuned_threads else default_threads,
-                        "description": variant.description,
-                        **timing.to_dict(),
-                        "setup_s": setup_s[name],
-                        "frames_per_s": timing.per_second(1),
-                        "ratio_vs_baseline": ratio,
-                        "max_abs_diff_vs_baseline": diff,
-                    }
-                )
-                if variant.precision == "fp32" and name != BASELINE and (best is None or ratio > best[1]):
-                    best = (name, ratio)
-            summary.append(
-                {
-                    "size": [height, width],
-                    "baseline_median_s": base,
-                    "best_fp32_variant": best[0] if best else None,
-                    "best_fp32_ratio": best[1] if best else None,
-                }
-            )
+                bar.update()
     bar.close()
+    results = [rows[(size, name)] for size in config.sizes for name in names]
+    summary = []
+    for size in config.sizes:
+        fp32 = [rows[(size, n)] for n in names if n != BASELINE and VARIANTS[n].precision == "fp32"]
+        best = max(fp32, key=lambda r: r["ratio_vs_baseline"], default=None)
+        summary.append(
+            {
+                "size": list(size),
+                "baseline_median_s": base_s[size],
+                "best_fp32_variant": best["variant"] if best else None,
+                "best_fp32_ratio": best["ratio_vs_baseline"] if best else None,
+            }
+        )
     return {
         "bench": "model",
         "machine": machine_info(packages=["torch", "onnxruntime", "onnx"]),
@@ -205,8 +280,8 @@ def run_model_bench(config: ModelBenchConfig, *, progress: bool = True) -> dict[
         "weights": weights_label,
         "batch": 1,
         "baseline": f"{BASELINE}: {VARIANTS[BASELINE].description}",
-        "default_torch_threads": default_threads,
-        "threads": threads,
+        "default_torch_threads": threads.default,
+        "threads": threads.tuned,
         "results": results,
         "summary": summary,
     }
@@ -309,6 +384,12 @@ def _parse_variants(ctx: click.Context, param: click.Parameter, value: str) -> t
     help="LDN weights (.pth/.safetensors); default: seeded random init (same speed).",
 )
 @click.option(
+    "--isolate/--no-isolate",
+    default=True,
+    show_default=True,
+    help="Measure each variant and size in a fresh process (clean allocator, threads).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -322,6 +403,7 @@ def model_command(
     warmup: int,
     threads: int | None,
     weights: Path | None,
+    isolate: bool,
     json_path: Path,
 ) -> None:
     """Per-frame LDN latency of each CPU backend, and its speed-up over plain torch eager."""
@@ -332,6 +414,7 @@ def model_command(
         warmup=warmup,
         threads=threads,
         weights=str(weights) if weights is not None else None,
+        isolate=isolate,
     )
     payload = run_model_bench(config)
     click.echo(format_model_table(payload))

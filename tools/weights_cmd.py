@@ -2,7 +2,8 @@
 
 ``import`` reads a PyTorch checkpoint (the paper's ``.pth``, safely, without running pickled
 code), checks it is an LDN and writes ``.safetensors`` with metadata saying where it came from and
-the spike threshold it was trained at; ``info`` prints what a weights file holds.
+the spike threshold it was trained at; ``info`` prints what a weights file holds. torch is imported
+only once a file is read, so that option errors come back at once.
 """
 
 from __future__ import annotations
@@ -10,13 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from spikereveal.engine.weights import (
-    file_sha256,
-    load_ldn_metadata,
-    load_ldn_state,
-    save_ldn_state,
-    state_digest,
-)
 
 
 @click.group("weights")
@@ -45,6 +39,8 @@ def import_command(
         raise click.BadParameter(f"{out}: the output must end in .safetensors", param_hint="'OUT'")
     if out.exists() and not force:
         raise click.BadParameter(f"{out} exists; pass --force to overwrite", param_hint="'OUT'")
+    from spikereveal.engine.weights import file_sha256, load_ldn_state, save_ldn_state
+
     state = load_ldn_state(source)
     metadata = {
         "source": origin or source.name,
@@ -67,6 +63,8 @@ def import_command(
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def info_command(path: Path) -> None:
     """Print the tensors count, parameter count, digest and metadata of an LDN weights file."""
+    from spikereveal.engine.weights import load_ldn_metadata, load_ldn_state, state_digest
+
     state = load_ldn_state(path)
     metadata = load_ldn_metadata(path)
     params = sum(t.numel() for t in state.values())

@@ -22,7 +22,15 @@ BACKENDS: dict[str, str] = {
 }
 _ALIASES = {"ort": "onnxruntime"}
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "backend_class", "check_inputs", "create_backend", "usable_cores"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "backend_class",
+    "check_inputs",
+    "create_backend",
+    "usable_cores",
+]
 
 
 def backend_class(name: str) -> type[Backend]:

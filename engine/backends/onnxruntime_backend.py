@@ -47,7 +47,9 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         if device not in _PROVIDERS:
-            raise BackendError(f"onnxruntime backend: device {device!r} is not one of {', '.join(_PROVIDERS)}")
+            raise BackendError(
+                f"onnxruntime backend: device {device!r} is not one of {', '.join(_PROVIDERS)}"
+            )
         available = ort.get_available_providers()
         provider = _PROVIDERS[device]
         if provider not in available:

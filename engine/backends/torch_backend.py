@@ -3,6 +3,7 @@
 Measured on the 2-core development VM at 1000x1600 (``spikereveal bench model``): channels-last
 (NHWC) runs about 2x faster than the default NCHW layout, mostly because oneDNN's transposed
 convolutions and the full-resolution 1x1 head are slow in NCHW; results differ by < 1e-6.
+The head runs without its full-resolution concat (:class:`ConcatFreeLDN`, ~7-10% more).
 ``precision="bf16"`` (CPU autocast, oneDNN bf16 kernels where the CPU has them) is faster still
 but changes outputs by up to ~1e-2, so it is opt-in.
 """
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 
 from spikereveal.engine.backends.base import Backend, BackendError
-from spikereveal.engine.ldn import LDN
+from spikereveal.engine.backends.malloc import freed_memory_kept, keep_freed_memory
+from spikereveal.engine.ldn import LDN, ConcatFreeLDN
 from spikereveal.engine.weights import validate_ldn_state
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,10 @@ class TorchBackend(Backend):
     Options: device "cpu" (default) or "cuda"; channels_last (default True: faster on CPU and
     with cuDNN); precision "fp32" (default), "bf16" or "fp16" (CUDA only), run under autocast;
     compile: wrap the model in ``torch.compile`` (inductor with weight freezing; needs a C++
-    compiler on CPU, costs ~20 s per new input size, measured ~5-10% faster on CPU).
-    ``threads`` sets torch's intra-op thread count, which is process-wide.
+    compiler on CPU, costs ~20 s per new input size, measured ~5-10% faster on CPU);
+    keep_memory (default True, CPU): let glibc reuse freed activations instead of page-faulting
+    them in again every frame (see engine.backends.malloc; process-wide, ~15-35% faster).
+    ``threads`` sets torch's intra-op thread count, which is also process-wide.
     """
 
     name = "torch"
@@ -46,26 +50,31 @@ class TorchBackend(Backend):
         channels_last: bool = True,
         precision: str = "fp32",
         compile: bool = False,
+        keep_memory: bool = True,
     ) -> None:
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise BackendError(f"torch backend: device {device!r} is not 'cpu' or 'cuda'")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"torch backend: device {device!r} asked for, but torch sees no CUDA device")
         if precision not in PRECISIONS:
-            raise BackendError(f"torch backend: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+            raise BackendError(
+                f"torch backend: precision {precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
         if precision == "fp16" and device == "cpu":
             raise BackendError("torch backend: precision 'fp16' needs device 'cuda' (use 'bf16' on CPU)")
         if precision == "bf16" and device == "cpu" and not torch.backends.mkldnn.is_available():
             raise BackendError("torch backend: precision 'bf16' on CPU needs oneDNN (mkldnn)")
         if threads is not None:
             torch.set_num_threads(threads)
+        if keep_memory and device == "cpu":
+            keep_freed_memory()
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.precision = precision
         self.compiled = compile
-        model = LDN().eval()
-        model.load_state_dict(validate_ldn_state(state_dict, "state_dict"), strict=True)
-        model = model.to(self.device, memory_format=self.memory_format)
+        ldn = LDN()
+        ldn.load_state_dict(validate_ldn_state(state_dict, "state_dict"), strict=True)
+        model = ConcatFreeLDN(ldn).eval().to(self.device, memory_format=self.memory_format)
         for p in model.parameters():
             p.requires_grad_(False)
         self.model: torch.nn.Module | None = (
@@ -103,4 +112,5 @@ class TorchBackend(Backend):
             "precision": self.precision,
             "compile": self.compiled,
             "threads": torch.get_num_threads(),
+            "freed_memory_kept": freed_memory_kept(),
         }

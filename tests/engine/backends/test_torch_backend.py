@@ -1,0 +1,103 @@
+"""The torch backend reproduces the plain LDN module in every layout and precision it offers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikereveal.engine.backends import BackendError, create_backend
+from spikereveal.engine.ldn import LDN
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(7)
+    return LDN().state_dict()
+
+
+def _inputs(n: int = 1, h: int = 64, w: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    blur = rng.random((n, 3, h, w), dtype=np.float32)
+    spikes = (rng.random((n, 21, h // 4, w // 4)) < 0.5).astype(np.float32)
+    return blur, spikes
+
+
+def _reference(state, blur: np.ndarray, spikes: np.ndarray) -> np.ndarray:
+    model = LDN().eval()
+    model.load_state_dict(state, strict=True)
+    with torch.inference_mode():
+        return model(torch.from_numpy(blur), torch.from_numpy(spikes)).numpy()
+
+
+def test_smoke_output_is_fresh_nchw_float32(state) -> None:
+    blur, spikes = _inputs(2)
+    with create_backend("torch", state, threads=1) as backend:
+        out = backend.run(blur, spikes)
+    assert out.shape == (2, 3, 64, 96)
+    assert out.dtype == np.float32
+    assert out.flags["C_CONTIGUOUS"]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_matches_the_plain_module(state, channels_last: bool) -> None:
+    blur, spikes = _inputs(2, seed=1)
+    with create_backend("torch", state, threads=1, channels_last=channels_last) as backend:
+        out = backend.run(blur, spikes)
+        assert backend.describe()["channels_last"] is channels_last
+    np.testing.assert_allclose(out, _reference(state, blur, spikes), atol=1e-5, rtol=0)
+
+
+def test_paper_weights_match_the_plain_module(paper_weights) -> None:
+    from spikereveal.engine.weights import load_ldn_state
+
+    state = load_ldn_state(paper_weights)
+    blur, spikes = _inputs(1, seed=2)
+    with create_backend("torch", state, threads=1) as backend:
+        out = backend.run(blur, spikes)
+    np.testing.assert_allclose(out, _reference(state, blur, spikes), atol=1e-5, rtol=0)
+
+
+def test_batch_items_are_independent(state) -> None:
+    # Property: running frames together or one by one gives the same frames (attention pools per item).
+    blur, spikes = _inputs(3, seed=3)
+    with create_backend("torch", state, threads=1) as backend:
+        together = backend.run(blur, spikes)
+        alone = np.concatenate([backend.run(blur[i : i + 1], spikes[i : i + 1]) for i in range(3)])
+    np.testing.assert_allclose(together, alone, atol=1e-5, rtol=0)
+
+
+def test_bf16_stays_close_to_fp32(state) -> None:
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN")
+    blur, spikes = _inputs(1, seed=4)
+    with create_backend("torch", state, threads=1, precision="bf16") as backend:
+        out = backend.run(blur, spikes)
+    assert out.dtype == np.float32
+    assert np.abs(out - _reference(state, blur, spikes)).max() < 0.05
+
+
+def test_option_errors(state) -> None:
+    with pytest.raises(BackendError, match="device 'tpu'"):
+        create_backend("torch", state, device="tpu")
+    with pytest.raises(BackendError, match="precision 'int4'"):
+        create_backend("torch", state, precision="int4")
+    with pytest.raises(BackendError, match="'fp16' needs device 'cuda'"):
+        create_backend("torch", state, precision="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="no CUDA device"):
+            create_backend("torch", state, device="cuda")
+
+
+def test_wrong_weights_are_a_weights_error(state) -> None:
+    from spikereveal.engine.weights import WeightsError
+
+    with pytest.raises(WeightsError, match="missing 1 keys: pred.bias"):
+        create_backend("torch", {k: v for k, v in state.items() if k != "pred.bias"})
+
+
+def test_run_after_close(state) -> None:
+    backend = create_backend("torch", state, threads=1)
+    backend.close()
+    with pytest.raises(BackendError, match="after close"):
+        backend.run(*_inputs())
