@@ -159,16 +159,20 @@ class LatencyStats:
 
     def format(self) -> str:
         """A few lines for a log or the end of ``spikereveal run``."""
-        s = self.summary()
-        lines = []
-        for name, st in [(END_TO_END, s["end_to_end"]), *s["stages"].items()]:  # type: ignore[union-attr]
-            if st.get("n"):
-                lines.append(
-                    f"{name:<40} n={st['n']:<6} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  "
-                    f"p99 {st['p99_ms']:8.2f} ms  max {st['max_ms']:8.2f} ms"
-                )
-        rates = ", ".join(f"{k} {s[k]:.2f}" for k in ("fps_in", "fps_out") if s[k] is not None)
-        lines.append(
-            f"{rates}; dropped {s['dropped']}, missed {s['missed']}, bad {s['bad_messages']}".lstrip("; ")
-        )
-        return "\n".join(lines)
+        return format_summary(self.summary())
+
+
+def format_summary(s: dict) -> str:
+    """The lines of :meth:`LatencyStats.format` from a summary dict (e.g. read back from JSON)."""
+    lines = []
+    for name, st in [(END_TO_END, s["end_to_end"]), *s["stages"].items()]:
+        if st.get("n"):
+            lines.append(
+                f"{name:<40} n={st['n']:<6} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  "
+                f"p99 {st['p99_ms']:8.2f} ms  max {st['max_ms']:8.2f} ms"
+            )
+    rates = ", ".join(f"{k} {s[k]:.2f}" for k in ("fps_in", "fps_out") if s.get(k) is not None)
+    lines.append(
+        f"{rates}; dropped {s['dropped']}, missed {s['missed']}, bad {s['bad_messages']}".lstrip("; ")
+    )
+    return "\n".join(lines)

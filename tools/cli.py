@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Simulate a spike camera dataset from video.",
     ),
     "weights": ("spikereveal.tools.weights_cmd:weights_group", "Import and inspect LDN weights."),
+    "run": ("spikereveal.tools.run_cmd:run_command", "Run capture, engine and display as processes."),
     "bench": ("spikereveal.tools.bench:bench_group", "Benchmarks: print a table and write JSON."),
 }
 

@@ -71,10 +71,27 @@ def format_table(table: dict[str, dict[str, float | int]]) -> str:
     "--weights", type=click.Path(path_type=Path), default=None, help="LDN weights to add to the comparison."
 )
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    help="Then stream the sample through capture -> engine -> display processes.",
+)
+@click.option(
+    "--live-count", default=8, show_default=True, type=click.IntRange(min=1), help="Exposures to stream."
+)
 def demo_command(
-    out_dir: Path, samples: int, count: int, vth: float, seed: int, weights: Path | None, backend: str
+    out_dir: Path,
+    samples: int,
+    count: int,
+    vth: float,
+    seed: int,
+    weights: Path | None,
+    backend: str,
+    live: bool,
+    live_count: int,
 ) -> None:
-    """Simulate the built-in sample, deblur it, write pictures and a PSNR/SSIM table."""
+    """Simulate the built-in sample, deblur it, write pictures and a PSNR/SSIM table, then stream it live."""
     from spikereveal.capture.datasets import open_dataset
     from spikereveal.capture.scenes import pan_scene
     from spikereveal.engine.deblur import make_deblurrer, to_uint8
@@ -139,3 +156,36 @@ def demo_command(
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     click.echo(format_table(table))
     click.echo(f"wrote {out_dir}/sharp/, {sheet_path.name} and metrics.json under {out_dir}")
+    if live:
+        _stream_live(out_dir, live_count, count, vth, seed, weights, backend)
+
+
+def _stream_live(
+    out_dir: Path, exposures: int, count: int, vth: float, seed: int, weights: Path | None, backend: str
+) -> None:
+    """The product's main job on the same built-in scene: three processes over ZeroMQ, in real time."""
+    from spikereveal.tools.pipeline import has_screen
+    from spikereveal.tools.run_cmd import run_pipeline
+    from spikereveal.tools.run_config import CaptureSettings, DisplaySettings, EngineSettings, RunConfig
+
+    window = has_screen()
+    config = RunConfig(
+        capture=CaptureSettings(source=f"sim:pan?count={exposures}&vth={vth:g}&seed={seed}", rate="realtime"),
+        engine=EngineSettings(
+            model="ldn" if weights else "sdm",
+            weights=str(weights) if weights else None,
+            backend=backend,
+            times=count,
+        ),
+        display=DisplaySettings(
+            window=window,
+            record=None if window else str(out_dir / "live.mp4"),
+            summary=str(out_dir / "latency.json"),
+        ),
+    )
+    click.echo(f"streaming {exposures} exposures through capture -> engine -> display ...")
+    outcome = run_pipeline(config)
+    if outcome.code != 0:
+        raise click.ClickException(f"live pipeline failed: {outcome.reason or outcome.code}")
+    if not window:
+        click.echo(f"no screen here: the live sequence is in {out_dir / 'live.mp4'}")

@@ -15,9 +15,11 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("spikereveal.capture.datasets", "DatasetError"),
     ("spikereveal.capture.sources", "SourceError"),
     ("spikereveal.engine.weights", "WeightsError"),
+    ("spikereveal.engine.backends.base", "BackendError"),
     ("spikereveal.calibration.model", "CalibrationError"),
     ("spikereveal.stream.protocol", "ProtocolError"),
     ("spikereveal.tools.images", "ImageFileError"),
+    ("spikereveal.tools.run_config", "RunConfigError"),
 )
 
 

@@ -6,7 +6,7 @@ import cv2
 
 
 def test_demo_writes_sequence_sheet_and_metrics(cli, tmp_path):
-    res = cli("demo", "--out", tmp_path, "--samples", 1)
+    res = cli("demo", "--out", tmp_path, "--samples", 1, "--no-live")
     assert res.returncode == 0, res.stderr
     assert "no trained LDN weights" in res.stdout  # says it shows SDM
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
@@ -22,7 +22,9 @@ def test_demo_writes_sequence_sheet_and_metrics(cli, tmp_path):
 
 
 def test_demo_adds_the_ldn_column_with_weights(cli, tmp_path, paper_weights):
-    res = cli("demo", "--out", tmp_path, "--samples", 1, "--times", 1, "--weights", paper_weights)
+    res = cli(
+        "demo", "--out", tmp_path, "--samples", 1, "--times", 1, "--weights", paper_weights, "--no-live"
+    )
     assert res.returncode == 0, res.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert metrics["ldn"]["n"] == 1
