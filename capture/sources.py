@@ -256,12 +256,18 @@ def looped(open_again: Callable[[], Source], loop: bool) -> Iterator[Capture]:
 
 
 def paced(
-    captures: Iterable[Capture], rate: str | float, *, clock: Callable[[], int] = time.monotonic_ns
+    captures: Iterable[Capture],
+    rate: str | float,
+    *,
+    clock: Callable[[], int] = time.monotonic_ns,
+    wait: Callable[[float], object] = time.sleep,
 ) -> Iterator[Capture]:
     """Release captures at their sensor times: ``"realtime"``, ``"max"`` (no waiting) or a speed factor.
 
     The first capture goes at once; capture n waits until ``(t_n - t_0) / factor`` has passed since
     then, so a slow consumer does not make the replay run late forever (no drift accumulates).
+    ``wait(seconds)`` sleeps; a node passes its stop flag's ``wait``, which returns True when the
+    node is stopping, and pacing then ends at once instead of after the current period.
     """
     factor = _rate_factor(rate)
     start_wall: int | None = None
@@ -272,8 +278,8 @@ def paced(
                 start_wall, start_sensor = clock(), capture.rgb_t_ns
             due = start_wall + (capture.rgb_t_ns - start_sensor) / factor
             delay = (due - clock()) / 1e9
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and wait(delay) is True:
+                return
         yield capture
 
 

@@ -32,7 +32,8 @@ class ResidualBlock(nn.Module):
     """x + conv3x3(relu(conv3x3(x))), 64 channels, zero padding, with bias.
 
     ``conv_block`` has four slots because the released checkpoint names its convolutions
-    ``conv_block.0`` and ``conv_block.3``; slot 1 is a parameter-free normalisation slot (none).
+    ``conv_block.0`` and ``conv_block.3``: slots 1 and 2 hold no parameters (no normalisation, then
+    the ReLU; an instance norm there was measured to ruin the released weights' output).
     """
 
     def __init__(self, channels: int = 64) -> None:

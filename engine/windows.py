@@ -44,6 +44,16 @@ def exposure_times(start: int, end: int, count: int) -> list[int]:
     return [int(np.floor(t + 0.5)) for t in np.linspace(start, end, count)]
 
 
+def frames_needed(exposure: tuple[int, int], times: list[int], length: int = LDN_WINDOW) -> tuple[int, int]:
+    """First and last spike frame that the exposure's TFP and the windows around ``times`` touch.
+
+    Decoding only this span skips the margin frames no model reads (10 of 137 at each end for
+    the paper's K=5 times): the decode path is memory-bound, so fewer frames is less time.
+    """
+    half = length // 2
+    return min(exposure[0], min(times) - half), max(exposure[1], max(times) + half)
+
+
 def spike_window(spikes: np.ndarray, center: int, length: int = LDN_WINDOW) -> np.ndarray:
     """The (length, h, w) slice of ``spikes`` (T, h, w) centred on ``center`` (a view, no copy)."""
     first, last = window_bounds(center, length, spikes.shape[0])

@@ -171,6 +171,10 @@ def format_summary(s: dict) -> str:
                 f"{name:<40} n={st['n']:<6} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  "
                 f"p99 {st['p99_ms']:8.2f} ms  max {st['max_ms']:8.2f} ms"
             )
+    if not lines:
+        lines.append(
+            f"no latency samples: {s.get('messages', 0)} messages, all within the warm-up of {s.get('warmup')}"
+        )
     rates = ", ".join(f"{k} {s[k]:.2f}" for k in ("fps_in", "fps_out") if s.get(k) is not None)
     lines.append(
         f"{rates}; dropped {s['dropped']}, missed {s['missed']}, bad {s['bad_messages']}".lstrip("; ")

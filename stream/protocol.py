@@ -38,8 +38,11 @@ from spikereveal.capture.dat import SpikeFormatError, SpikeGeometry
 PROTOCOL_VERSION = 1
 
 # Status.state values: "ready" once a node can take messages, "alive" as a periodic heartbeat,
-# "stopping" when it leaves on purpose (so peers need not wait for a timeout).
-STATES = ("ready", "alive", "stopping")
+# "stopping" when it leaves on purpose (so peers need not wait for a timeout; it may come back),
+# "finished" when a producer has sent all its data (a replay's end: no more will come).
+STATES = ("ready", "alive", "stopping", "finished")
+#: The states a node closes its channel with.
+FINAL_STATES = ("stopping", "finished")
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1

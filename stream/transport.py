@@ -28,6 +28,10 @@ messages. Drops are counted: ``dropped`` (drained here) and ``missed`` (sequence
 upstream). XPUB sees every (un)subscription, which gives a handshake (:meth:`wait_for_subscriber`)
 and a subscriber count without a side channel.
 
+**End of stream**: a producer that has sent everything closes with ``close(final_state="finished")``
+(after :meth:`LosslessSender.flush`); receivers then see ``producer.state == "finished"`` and can
+leave in turn. ``"stopping"`` means the peer is shutting down and may come back.
+
 Every wait is a poll in slices of at most :data:`POLL_SLICE_S` that checks a :class:`StopFlag`, so a
 node exits promptly on SIGINT/SIGTERM; no call blocks forever. Peers that stay silent longer than
 ``peer_timeout_s`` are logged as lost (and as back when they return); ZeroMQ reconnects by itself
@@ -55,6 +59,7 @@ import zmq
 
 from spikereveal.stream.protocol import (
     DEFAULT_LIMITS,
+    FINAL_STATES,
     Bundle,
     Credit,
     Limits,
@@ -228,7 +233,10 @@ class StopFlag:
     def is_set(self) -> bool:
         return self._event.is_set()
 
-    __bool__ = is_set
+    def __bool__(self) -> bool:
+        # ``stop or StopFlag()`` and ``while not stop`` read naturally but are easy to get wrong
+        # (an unset flag would be falsy); make every caller say is_set().
+        raise TypeError("a StopFlag has no truth value; use stop.is_set()")
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Sleep up to ``timeout_s`` unless stopped; True if stopped (use instead of time.sleep)."""
@@ -401,7 +409,7 @@ def _heard(peer: _Peer, now_ns: int, where: str, status: Status | None = None) -
 def _check_silence(
     peer: _Peer | None, now_ns: int, timeout_s: float, where: str, counters: ChannelCounters
 ) -> None:
-    if peer is None or peer.lost or peer.state == "stopping":
+    if peer is None or peer.lost or peer.state in FINAL_STATES:
         return
     silent_s = (now_ns - peer.last_seen_ns) / 1e9
     if silent_s > timeout_s:
@@ -414,6 +422,12 @@ def _check_silence(
 
 def _new_session() -> bytes:
     return os.urandom(8)
+
+
+def _final_state(state: str) -> str:
+    if state not in FINAL_STATES:
+        raise ValueError(f"final_state: got {state!r}, expected one of {', '.join(FINAL_STATES)}")
+    return state
 
 
 # --------------------------------------------------------------------------------------------------
@@ -471,6 +485,8 @@ class LosslessSender:
         self._last_heartbeat_ns = 0
         self._ignored: set[str] = set()
         self._retired: set[str] = set()  # sessions of replaced consumers: their late credits are stale
+        # The node's own counters (bundles in, errors...), sent in every Status beside the channel's.
+        self.status_counters: dict[str, int | float] = {}
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -539,14 +555,22 @@ class LosslessSender:
                 return False
             self._sock.poll(deadline.slice_ms(self._slice_s()), zmq.POLLIN)
 
-    def close(self) -> None:
-        """Tell the consumer we are stopping (best effort) and close the socket."""
+    def close(self, final_state: str = "stopping") -> None:
+        """Tell the consumer we leave (best effort) and close the socket.
+
+        ``final_state``: "stopping" (shutting down; may come back) or "finished" (all data sent:
+        call after :meth:`flush` at the end of a replay, so the consumer knows none will follow).
+        """
+        _final_state(final_state)
         if self._sock.closed:
             return
         c = self._consumer
         if c is not None and c.routing_id is not None:
-            self._send_control(c, Status.now(self.node, self.role, "stopping", self.counters.as_dict()))
+            self._send_control(c, self._status(final_state))
         self._sock.close()
+
+    def _status(self, state: str) -> Status:
+        return Status.now(self.node, self.role, state, {**self.counters.as_dict(), **self.status_counters})
 
     def __enter__(self) -> LosslessSender:
         return self
@@ -574,7 +598,7 @@ class LosslessSender:
                     break
                 self._pending.popleft()
             if c.routing_id is not None and now - self._last_heartbeat_ns > self.heartbeat_s * 1e9:
-                self._send_control(c, Status.now(self.node, self.role, "alive", self.counters.as_dict()))
+                self._send_control(c, self._status("alive"))
                 self._last_heartbeat_ns = now
 
     def _deliver(self, c: _Consumer, n: int, frames: list[Any]) -> bool:
@@ -678,7 +702,7 @@ class LosslessSender:
             return  # a stale status from a previous connection
         self.counters.heartbeats_received += 1
         _heard(c.peer, time.monotonic_ns(), self._where, status)
-        if status.state == "stopping":
+        if status.state in FINAL_STATES:
             self._requeue(c)
             self._retired.add(c.session)
             log.info(
@@ -757,11 +781,16 @@ class LosslessReceiver:
                 return msg
         return None
 
-    def close(self) -> None:
-        """Acknowledge what was processed, say "stopping" (best effort) and close the socket."""
+    def close(self, acknowledge: bool = True) -> None:
+        """Acknowledge what was processed, say "stopping" (best effort) and close the socket.
+
+        ``acknowledge=False`` leaves the last message returned by :meth:`recv` unacknowledged, so
+        that the producer delivers it again to the next consumer (a node that stops before it
+        could pass that message's output on).
+        """
         if self._sock.closed:
             return
-        if self._handed_out:
+        if self._handed_out and acknowledge:
             self._acked, self._handed_out = self._handed_out, 0
         self._send_credit()
         self._send(encode(Status.now(self.node, self.role, "stopping", self.counters.as_dict()), self.limits))
@@ -869,6 +898,11 @@ class LatestPublisher:
         self._where = f"{node} -> {self.endpoint}"
         self.subscribers = 0
         self._last_send_ns = 0
+        # The node's own counters (bundles in, errors...), sent in every Status beside the channel's.
+        self.status_counters: dict[str, int | float] = {}
+
+    def _status(self, state: str) -> Status:
+        return Status.now(self.node, self.role, state, {**self.counters.as_dict(), **self.status_counters})
 
     def publish(self, msg: Message) -> None:
         """Send ``msg`` to every subscriber that keeps up; ZeroMQ drops it for one whose queue is full.
@@ -913,19 +947,32 @@ class LatestPublisher:
         while True:
             self._read_subscriptions()
             idle = time.monotonic_ns() - self._last_send_ns > self.heartbeat_s * 1e9
-            if idle and self._send(
-                encode(Status.now(self.node, self.role, "alive", self.counters.as_dict()))
-            ):
+            if idle and self._send(encode(self._status("alive"), self.limits)):
                 self.counters.heartbeats_sent += 1
             if _stopped(stop) or deadline.expired():
                 return
             self._sock.poll(deadline.slice_ms(), zmq.POLLIN)
 
-    def close(self) -> None:
+    def close(self, final_state: str = "stopping", timeout_s: float = 1.0) -> None:
+        """Say ``final_state`` ("stopping", or "finished" after the last data) and close the socket.
+
+        A full subscriber queue drops the status silently like any message, and XPUB cannot tell
+        (XPUB_NODROP does not help: a queue that overflowed is skipped until its reader catches
+        up). "finished" must reach even a slow consumer, so it is repeated for ``timeout_s``
+        while a subscriber is connected; "stopping" is sent once.
+        """
+        _final_state(final_state)
         if self._sock.closed:
             return
+        frames = encode(self._status(final_state), self.limits)
+        deadline = _Deadline(timeout_s if final_state == "finished" else 0.0)
         with contextlib.suppress(zmq.ZMQError):
-            self._send(encode(Status.now(self.node, self.role, "stopping", self.counters.as_dict())))
+            while True:
+                self._read_subscriptions()
+                self._send(frames)
+                if deadline.expired() or not self.subscribers:
+                    break
+                self._sock.poll(deadline.slice_ms(), zmq.POLLIN)  # (un)subscriptions, or the period
         self._sock.close()
 
     def __enter__(self) -> LatestPublisher:
@@ -945,7 +992,7 @@ class LatestPublisher:
                 self.counters.peers_joined += 1
                 log.info("%s: subscriber joined (%d now)", self._where, self.subscribers)
                 # Say who we are at once rather than at the next idle heartbeat.
-                if self._send(encode(Status.now(self.node, self.role, "ready", self.counters.as_dict()))):
+                if self._send(encode(self._status("ready"), self.limits)):
                     self.counters.heartbeats_sent += 1
             elif event[:1] == b"\x00":
                 self.subscribers = max(0, self.subscribers - 1)
@@ -990,6 +1037,11 @@ class LatestSubscriber:
     def publisher(self) -> PeerInfo | None:
         """The publisher as last heard from (None before its first message)."""
         return None if self._publisher is None else self._publisher.info()
+
+    @property
+    def producer(self) -> PeerInfo | None:
+        """:attr:`publisher` under the receiver interface shared with :class:`LosslessReceiver`."""
+        return self.publisher
 
     def recv_latest(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:
         """Wait up to ``timeout_s`` for data, then drain the queue and return the newest message."""
@@ -1080,7 +1132,8 @@ def open_sender(policy: str, endpoint: str, **options: Any) -> Sender:
     """The sending end of ``policy`` ("lossless": replay, "latest": live); ``options`` go to its class.
 
     Both ends share ``send(msg, timeout_s, stop) -> bool``, ``service(timeout_s, stop)``,
-    ``counters``, ``endpoint`` and ``close()``.
+    ``counters``, ``status_counters`` (the node's own, added to its Status messages), ``endpoint``
+    and ``close(final_state="stopping" | "finished")``.
     """
     if policy == "lossless":
         return LosslessSender(endpoint, **options)
@@ -1089,8 +1142,29 @@ def open_sender(policy: str, endpoint: str, **options: Any) -> Sender:
     raise ValueError(f"policy: got {policy!r}, expected one of {', '.join(POLICIES)}")
 
 
+def flush_patiently(sender: Sender, *, idle_timeout_s: float, stop: StopFlag | None = None) -> bool:
+    """At the end of a stream, wait until every message sent is acknowledged; True if so.
+
+    Waits as long as the consumer makes progress (a slow engine may take seconds per bundle) and
+    gives up after ``idle_timeout_s`` without a single acknowledgement, or on ``stop``. A
+    latest-wins publisher keeps nothing, so it is always flushed.
+    """
+    if not isinstance(sender, LosslessSender):
+        return True
+    best, since = sender.in_flight, time.monotonic()
+    while not sender.flush(timeout_s=0.5, stop=stop):
+        if _stopped(stop):
+            return False
+        if sender.in_flight < best:
+            best, since = sender.in_flight, time.monotonic()
+        elif time.monotonic() - since > idle_timeout_s:
+            return False
+    return True
+
+
 def open_receiver(policy: str, endpoint: str, **options: Any) -> Receiver:
-    """The receiving end of ``policy``; both share ``recv(timeout_s, stop)``, ``counters``, ``close()``."""
+    """The receiving end of ``policy``; both share ``recv(timeout_s, stop)``, ``counters``, ``producer``
+    (its ``state`` is "finished" once a producer has said it sent everything) and ``close()``."""
     if policy == "lossless":
         return LosslessReceiver(endpoint, **options)
     if policy == "latest":

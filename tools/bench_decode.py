@@ -5,9 +5,12 @@ A synthetic stream (random bits; unpacking does not depend on the data) is writt
 (GOPRO-spike convention: exposure frames 20..116):
 
 - ``unpack``: decode the bundle to (137, H, W) uint8 (:func:`unpack_frames`);
-- ``exposure``: what the engine does per blurry frame before the network: decode the bundle, cut
-  the K 21-frame LDN windows (stacked into one contiguous (K, 21, H, W) uint8 array) and the TFP
-  over the whole exposure;
+- ``exposure``: what the engine does per blurry frame before the network: decode the frames the
+  models read (:func:`frames_needed`: 10..126 for K=5), cut the K 21-frame LDN windows (each a
+  contiguous view of the decoded block, as :func:`spike_window` returns them) and the TFP over
+  the whole exposure;
+- ``exposure + batch copy``: the same with the K windows copied into one (K, 21, H, W) array
+  (what a batched backend input costs before its float conversion);
 - ``baseline unpack``: a straightforward NumPy decode (shift every byte by 0..7 and mask, then
   flip), measured in the same run for the ratio.
 
@@ -27,7 +30,13 @@ import numpy as np
 
 from spikereveal.capture.dat import DatFile, SpikeGeometry, unpack_frames
 from spikereveal.engine.tfp import tfp_range
-from spikereveal.engine.windows import LDN_WINDOW, default_exposure, exposure_times, spike_window
+from spikereveal.engine.windows import (
+    LDN_WINDOW,
+    default_exposure,
+    exposure_times,
+    frames_needed,
+    spike_window,
+)
 from spikereveal.tools.bench_common import Timing, format_table, machine_info, time_repeats, write_json
 from spikereveal.tools.cli_types import SIZE
 
@@ -97,11 +106,17 @@ def run_decode_bench(config: DecodeBenchConfig) -> dict[str, object]:
                 for s in starts:
                     naive_unpack(dat.packed(s, s + BUNDLE_FRAMES), geometry)
 
-            def per_exposure() -> None:
+            first_frame, last_frame = frames_needed(exposure, times, LDN_WINDOW)
+            span_exposure = (exposure[0] - first_frame, exposure[1] - first_frame)
+            span_times = [t - first_frame for t in times]
+
+            def per_exposure(batch: bool) -> None:
                 for s in starts:
-                    block = dat.read(s, s + BUNDLE_FRAMES)
-                    np.stack([spike_window(block, t, LDN_WINDOW) for t in times])
-                    tfp_range(block, *exposure)
+                    block = unpack_frames(dat.packed(s + first_frame, s + last_frame + 1), geometry)
+                    windows = [spike_window(block, t, LDN_WINDOW) for t in span_times]
+                    if batch:
+                        np.stack(windows)
+                    tfp_range(block, *span_exposure)
 
             first = dat.packed(0, BUNDLE_FRAMES)
             baseline_matches = bool(
@@ -109,7 +124,8 @@ def run_decode_bench(config: DecodeBenchConfig) -> dict[str, object]:
             )
             timings: dict[str, Timing] = {
                 "unpack": time_repeats(unpack, repeats=config.repeats),
-                "exposure": time_repeats(per_exposure, repeats=config.repeats),
+                "exposure": time_repeats(lambda: per_exposure(False), repeats=config.repeats),
+                "exposure_batch": time_repeats(lambda: per_exposure(True), repeats=config.repeats),
                 "baseline_unpack": time_repeats(baseline, repeats=config.repeats),
             }
 
@@ -139,6 +155,7 @@ def run_decode_bench(config: DecodeBenchConfig) -> dict[str, object]:
             "exposure": list(exposure),
             "window": LDN_WINDOW,
             "times": times,
+            "decoded_frames": [first_frame, last_frame],
             "rate_hz": config.rate_hz,
             "bundle_budget_ms": 1e3 * BUNDLE_FRAMES / config.rate_hz,
         },
@@ -155,6 +172,7 @@ def format_decode_table(payload: dict[str, object]) -> str:
     labels = {
         "unpack": "unpack (unpackbits)",
         "exposure": "exposure: unpack + K windows + TFP_long",
+        "exposure_batch": "exposure + batch copy of the windows",
         "baseline_unpack": "baseline unpack (shift + mask)",
     }
     rows = []

@@ -35,6 +35,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("spikereveal.tools.weights_cmd:weights_group", "Import and inspect LDN weights."),
     "run": ("spikereveal.tools.run_cmd:run_command", "Run capture, engine and display as processes."),
     "bench": ("spikereveal.tools.bench:bench_group", "Benchmarks: print a table and write JSON."),
+    "capture": (
+        "spikereveal.tools.capture_cmd:capture_command",
+        "Read a source and publish bundles over ZeroMQ.",
+    ),
+    "engine": (
+        "spikereveal.tools.engine_cmd:engine_command",
+        "Deblur bundles from ZeroMQ and publish results.",
+    ),
+    "display": ("spikereveal.tools.display_cmd:display_command", "Show or record the deblurred sequence."),
 }
 
 

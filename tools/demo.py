@@ -164,11 +164,11 @@ def _stream_live(
     out_dir: Path, exposures: int, count: int, vth: float, seed: int, weights: Path | None, backend: str
 ) -> None:
     """The product's main job on the same built-in scene: three processes over ZeroMQ, in real time."""
-    from spikereveal.tools.pipeline import has_screen
+    from spikereveal.stream.display import screen_available
     from spikereveal.tools.run_cmd import run_pipeline
     from spikereveal.tools.run_config import CaptureSettings, DisplaySettings, EngineSettings, RunConfig
 
-    window = has_screen()
+    window = screen_available()
     config = RunConfig(
         capture=CaptureSettings(source=f"sim:pan?count={exposures}&vth={vth:g}&seed={seed}", rate="realtime"),
         engine=EngineSettings(

@@ -19,6 +19,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("spikereveal.calibration.model", "CalibrationError"),
     ("spikereveal.stream.protocol", "ProtocolError"),
     ("spikereveal.tools.images", "ImageFileError"),
+    ("spikereveal.stream.video", "VideoError"),
     ("spikereveal.tools.run_config", "RunConfigError"),
 )
 

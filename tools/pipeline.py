@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from spikereveal.stream.display import screen_available
 from spikereveal.stream.transport import StopFlag, free_tcp_endpoint
 from spikereveal.tools.run_config import RunConfig
 
@@ -42,77 +43,55 @@ def resolve_endpoints(config: RunConfig) -> NodeEndpoints:
     )
 
 
-def has_screen() -> bool:
-    """Whether an OpenCV window can open here (an X or Wayland display on Linux)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+def _opt(flag: str, value: object) -> list[str]:
+    """``[flag, value]``, or nothing when the value is unset (None)."""
+    return [] if value is None else [flag, str(value)]
+
+
+def _flag(flag: str, on: bool) -> list[str]:
+    return [flag] if on else []
 
 
 def node_commands(config: RunConfig, endpoints: NodeEndpoints, *, verbose: int = 1) -> dict[str, list[str]]:
     """The command line of each node (pure: what ``run`` starts, in :data:`NODES` order)."""
     base = [sys.executable, "-m", "spikereveal.tools.cli", *(["-v"] * verbose)]
-    common = ["--policy", config.policy, *(["--allow-remote"] if config.allow_remote else [])]
+    common = ["--policy", config.policy, *_flag("--allow-remote", config.allow_remote)]
     cap, eng, dis = config.capture, config.engine, config.display
-
+    window = screen_available() if dis.window is None else dis.window
     display = [
-        *base,
-        "display",
-        "--sub",
-        endpoints.results,
-        *common,
-        "--node",
-        "display",
-        "--summary",
-        dis.summary,
+        *[*base, "display", "--sub", endpoints.results, *common, "--node", "display"],
+        *_opt("--summary", dis.summary),
+        *_opt("--warmup", dis.warmup),
+        *_flag("--no-window", not window),
+        *_opt("--record", dis.record),
+        *_opt("--png-dir", dis.png_dir),
     ]
-    window = has_screen() if dis.window is None else dis.window
-    if not window:
-        display.append("--no-window")
-    if dis.record:
-        display += ["--record", dis.record]
-    if dis.png_dir:
-        display += ["--png-dir", dis.png_dir]
-
     engine = [
-        *base,
-        "engine",
-        "--sub",
-        endpoints.bundles,
-        "--pub",
-        endpoints.results,
-        *common,
-        "--node",
-        "engine",
+        *[
+            *base,
+            "engine",
+            "--sub",
+            endpoints.bundles,
+            "--pub",
+            endpoints.results,
+            *common,
+            "--node",
+            "engine",
+        ],
+        *_opt("--backend", eng.backend),
+        *_opt("--times", eng.times),
+        *_opt("--model", eng.model),
+        *_opt("--weights", eng.weights),
+        *_opt("--threads", eng.threads),
     ]
-    engine += ["--backend", eng.backend, "--times", str(eng.times)]
-    if eng.model:
-        engine += ["--model", eng.model]
-    if eng.weights:
-        engine += ["--weights", str(eng.weights)]
-    if eng.threads:
-        engine += ["--threads", str(eng.threads)]
-
     capture = [
-        *base,
-        "capture",
-        "--source",
-        cap.source,
-        "--pub",
-        endpoints.bundles,
-        *common,
-        "--node",
-        "capture",
+        *[*base, "capture", "--source", cap.source, "--pub", endpoints.bundles, *common, "--node", "capture"],
+        *_opt("--rate", cap.rate),
+        *_flag("--loop", cap.loop),
+        *_opt("--count", cap.count),
+        *_flag("--no-flip", not cap.flip),
+        *_opt("--calibration", cap.calibration),
     ]
-    capture += ["--rate", str(cap.rate)]
-    if cap.loop:
-        capture.append("--loop")
-    if cap.count is not None:
-        capture += ["--count", str(cap.count)]
-    if not cap.flip:
-        capture.append("--no-flip")
-    if cap.calibration:
-        capture += ["--calibration", str(cap.calibration)]
     return {"display": display, "engine": engine, "capture": capture}
 
 

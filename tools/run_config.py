@@ -54,6 +54,7 @@ class DisplaySettings:
     record: str | None = None
     png_dir: str | None = None
     summary: str = "build/run/latency.json"
+    warmup: int = 5  # results left out of the latency percentiles (connection set-up, lazy init)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,21 @@
-"""The LDN in PyTorch: the reference backend, and on CPU a fast one once laid out channels-last.
+"""The LDN in PyTorch: the reference backend, and on CPU the fastest one measured here.
 
-Measured on the 2-core development VM at 1000x1600 (``spikereveal bench model``): channels-last
-(NHWC) runs about 2x faster than the default NCHW layout, mostly because oneDNN's transposed
-convolutions and the full-resolution 1x1 head are slow in NCHW; results differ by < 1e-6.
-The head runs without its full-resolution concat (:class:`ConcatFreeLDN`, ~7-10% more).
-``precision="bf16"`` (CPU autocast, oneDNN bf16 kernels where the CPU has them) is faster still
-but changes outputs by up to ~1e-2, so it is opt-in.
+Measured on the 2-core development VM (``spikereveal bench model``, each in a fresh process; plain
+eager NCHW fp32 LDN = 0.89-0.91 s per 1000x1600 frame, 0.47 s at 720x1280):
+
+- channels-last (NHWC): oneDNN's transposed convolutions and the full-resolution 1x1 head are
+  slow in NCHW; the largest single gain;
+- the head without its full-resolution concat (:class:`ConcatFreeLDN`): ~7-10%;
+- glibc keeping freed memory (engine.backends.malloc): no page faults on every frame;
+
+together 0.34-0.39 s at 1000x1600 and 0.21 s at 720x1280 (2.3-2.5x), outputs within 2e-7.
+``precision="bf16"`` (oneDNN bf16 kernels under autocast) reaches 0.19-0.21 s / 0.12 s (3.9-4.4x)
+but changes outputs by up to ~1e-2 (<= 0.01 dB on the synthetic check), so it is opt-in.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,8 +26,6 @@ from spikereveal.engine.backends.malloc import freed_memory_kept, keep_freed_mem
 from spikereveal.engine.ldn import LDN, ConcatFreeLDN
 from spikereveal.engine.weights import validate_ldn_state
 
-log = logging.getLogger(__name__)
-
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -33,9 +35,9 @@ class TorchBackend(Backend):
     Options: device "cpu" (default) or "cuda"; channels_last (default True: faster on CPU and
     with cuDNN); precision "fp32" (default), "bf16" or "fp16" (CUDA only), run under autocast;
     compile: wrap the model in ``torch.compile`` (inductor with weight freezing; needs a C++
-    compiler on CPU, costs ~20 s per new input size, measured ~5-10% faster on CPU);
+    compiler on CPU, costs ~14-20 s per new input size, measured ~5% faster on CPU);
     keep_memory (default True, CPU): let glibc reuse freed activations instead of page-faulting
-    them in again every frame (see engine.backends.malloc; process-wide, ~15-35% faster).
+    them in again every frame (see engine.backends.malloc; process-wide).
     ``threads`` sets torch's intra-op thread count, which is also process-wide.
     """
 

@@ -90,25 +90,44 @@ def _fake_captures(times_ns):
     return [Capture(i, sample, t, t, 20_000.0) for i, t in enumerate(times_ns)]
 
 
-def test_paced_waits_for_sensor_time_scaled_by_factor(monkeypatch):
-    # GIVEN a fake clock and a record of the sleeps pacing asks for
-    now = [0]
-    sleeps = []
-    monkeypatch.setattr(
-        "spikereveal.capture.sources.time.sleep",
-        lambda s: (sleeps.append(s), now.__setitem__(0, now[0] + int(s * 1e9))),
-    )
-    caps = _fake_captures([0, 10_000_000, 20_000_000])  # 10 ms apart on the sensor clock
+class FakeClock:
+    """A clock that advances only when pacing waits on it (no real sleeping in tests)."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.now_ns = 0
+        self.waits: list[float] = []
+        self.stop_after = stop_after
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now_ns += int(seconds * 1e9)
+        return self.stop_after is not None and len(self.waits) >= self.stop_after
+
+
+def test_paced_waits_for_sensor_time_scaled_by_factor():
+    # GIVEN captures 10 ms apart on the sensor clock
+    clock = FakeClock()
+    caps = _fake_captures([0, 10_000_000, 20_000_000])
     # WHEN replaying at twice real time
-    out = list(paced(caps, 2.0, clock=lambda: now[0]))
+    out = list(paced(caps, 2.0, clock=clock, wait=clock.wait))
     # THEN each capture waits 5 ms after the previous one, and none is lost
     assert [c.index for c in out] == [0, 1, 2]
-    assert sleeps == pytest.approx([0.005, 0.005])
+    assert clock.waits == pytest.approx([0.005, 0.005])
 
 
-def test_paced_max_never_sleeps(monkeypatch):
-    monkeypatch.setattr("spikereveal.capture.sources.time.sleep", lambda s: pytest.fail("slept"))
-    assert len(list(paced(_fake_captures([0, 10**9]), "max"))) == 2
+def test_paced_realtime_ends_when_the_wait_is_interrupted():
+    clock = FakeClock(stop_after=1)  # the stop flag is set during the first wait
+    out = list(paced(_fake_captures([0, 10**9, 2 * 10**9]), "realtime", clock=clock, wait=clock.wait))
+    assert [c.index for c in out] == [0]
+
+
+def test_paced_max_never_waits():
+    clock = FakeClock()
+    assert len(list(paced(_fake_captures([0, 10**9]), "max", clock=clock, wait=clock.wait))) == 2
+    assert clock.waits == []
 
 
 @pytest.mark.parametrize("rate", ["fast", 0, -1])

@@ -34,6 +34,7 @@ from spikereveal.stream.transport import (
     StopFlag,
     attach,
     check_bind_endpoint,
+    flush_patiently,
     free_tcp_endpoint,
     make_socket,
     open_receiver,
@@ -202,7 +203,7 @@ def test_stop_flag_handles_signals_and_restores_handlers() -> None:
     before = signal.getsignal(signal.SIGTERM)
     stop = StopFlag()
     with stop.handle_signals():
-        assert not stop
+        assert not stop.is_set()
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(WAIT_S) and stop.signum == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):  # a second signal while stopping forces the way out
@@ -546,6 +547,101 @@ def test_recv_message_skips_bad_messages() -> None:
         b.close(0)
 
 
+# -- end of stream --------------------------------------------------------------------------------
+
+
+def test_lossless_producer_finishes_after_its_data() -> None:
+    with (
+        LosslessSender("inproc://finish", bind=True, heartbeat_s=0.05) as sender,
+        LosslessReceiver("inproc://finish") as receiver,
+    ):
+        sender.status_counters["bundles_read"] = 2
+        for seq in range(2):
+            assert sender.send(bundle(seq), timeout_s=WAIT_S)
+        got = [receiver.recv(WAIT_S).seq, receiver.recv(WAIT_S).seq]
+        receiver.recv(0.0)  # acknowledges the last one
+        assert sender.flush(WAIT_S)
+        sender.close(final_state="finished")
+        deadline = time.monotonic() + WAIT_S
+        while receiver.producer.state != "finished" and time.monotonic() < deadline:
+            assert receiver.recv(0.05) is None  # nothing after the end
+        assert got == [0, 1] and receiver.producer.state == "finished"
+        counters = receiver.producer.status.counters
+        assert counters["bundles_read"] == 2 and counters["sent"] == 2  # node's and channel's counters
+        assert receiver.producer.alive  # a finished producer is not reported lost when it goes silent
+    with pytest.raises(ValueError, match="final_state"):
+        LosslessSender("inproc://finish-bad", bind=True).close(final_state="done")
+
+
+def test_unacknowledged_close_hands_the_message_to_the_next_consumer() -> None:
+    with LosslessSender("inproc://noack", bind=True) as sender:
+        first = LosslessReceiver("inproc://noack", node="engine")
+        assert sender.send(bundle(7), timeout_s=WAIT_S)
+        assert first.recv(WAIT_S).seq == 7
+        first.close(acknowledge=False)  # stopped before passing its output on
+        with LosslessReceiver("inproc://noack", node="engine") as second:
+            deadline = time.monotonic() + WAIT_S
+            msg = None
+            while msg is None and time.monotonic() < deadline:
+                sender.service(0.01)
+                msg = second.recv(0.05)
+            assert msg is not None and msg.seq == 7 and sender.counters.redelivered == 1
+
+
+def test_flush_patiently_waits_for_progress_and_gives_up_without() -> None:
+    with (
+        LosslessSender("inproc://patient", bind=True) as sender,
+        LosslessReceiver("inproc://patient") as receiver,
+    ):
+        assert sender.send(bundle(0), timeout_s=WAIT_S) and sender.send(bundle(1), timeout_s=WAIT_S)
+        assert receiver.recv(WAIT_S).seq == 0 and receiver.recv(WAIT_S).seq == 1  # 1 is never acked
+        t0 = time.monotonic()
+        assert not flush_patiently(sender, idle_timeout_s=0.3)  # acked 0, then nothing: gives up
+        assert sender.in_flight == 1 and time.monotonic() - t0 < WAIT_S
+        receiver.recv(0.0)  # acknowledges 1
+        assert flush_patiently(sender, idle_timeout_s=WAIT_S)
+    with LatestPublisher("inproc://patient-latest") as publisher:
+        assert flush_patiently(publisher, idle_timeout_s=0.0)  # keeps nothing
+
+
+def test_latest_finished_reaches_a_slow_subscriber_with_a_full_queue() -> None:
+    """The queues are full (small socket buffers, large messages) when the publisher finishes."""
+    import threading
+
+    seen: dict[str, object] = {}
+    subscribed, closing = threading.Event(), threading.Event()
+    small = SocketConfig(sndbuf_bytes=65536, rcvbuf_bytes=65536)
+
+    def slow_subscriber(endpoint: str) -> None:
+        with LatestSubscriber(endpoint, node="slow", rcvhwm=1, config=small) as subscriber:
+            subscribed.set()
+            closing.wait(WAIT_S)  # busy elsewhere while the publisher fills the queues
+            seqs, deadline = [], time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                msg = subscriber.recv_latest(0.05)
+                if msg is not None:
+                    seqs.append(msg.seq)
+                elif subscriber.producer is not None and subscriber.producer.state == "finished":
+                    break
+            seen.update(seqs=seqs, state=subscriber.producer.state if subscriber.producer else None)
+
+    with LatestPublisher("tcp://127.0.0.1:*", sndhwm=1, config=small) as publisher:
+        thread = threading.Thread(target=slow_subscriber, args=(publisher.endpoint,))
+        thread.start()
+        try:
+            assert subscribed.wait(WAIT_S) and publisher.wait_for_subscriber(WAIT_S)
+            for seq in range(30):  # 6 MB against 64 KB buffers: most are dropped, the queues stay full
+                publisher.publish(bundle(seq, blur_bytes=200_000))
+            closing.set()
+            # Returns once the subscriber has left (it leaves on "finished"), at worst after WAIT_S.
+            publisher.close(final_state="finished", timeout_s=WAIT_S)
+        finally:
+            closing.set()
+            thread.join(WAIT_S)
+    assert seen["state"] == "finished"
+    assert seen["seqs"] == sorted(set(seen["seqs"])) and len(seen["seqs"]) < 30
+
+
 # -- the child processes (run as ``python test_transport.py ROLE ...``) ---------------------------
 
 
@@ -562,7 +658,7 @@ def _child(role: str, endpoint: str, report_endpoint: str, *args: str) -> int:
             node, count, slow_ms, hang_after = args[0], int(args[1]), int(args[2]), int(args[3])
             with LosslessReceiver(endpoint, node=node, heartbeat_s=0.1) as receiver:
                 received = 0
-                while received < count and not stop:
+                while received < count and not stop.is_set():
                     msg = receiver.recv(timeout_s=0.2, stop=stop)
                     if msg is None:
                         continue
@@ -586,7 +682,7 @@ def _child(role: str, endpoint: str, report_endpoint: str, *args: str) -> int:
         elif role == "latest_consumer":
             slow_s = int(args[0]) / 1000
             with LatestSubscriber(endpoint, node="slow") as subscriber:
-                while not stop:
+                while not stop.is_set():
                     msg = subscriber.recv_latest(timeout_s=0.2, stop=stop)
                     if msg is None:
                         continue
@@ -606,7 +702,7 @@ def _child(role: str, endpoint: str, report_endpoint: str, *args: str) -> int:
             go.setsockopt(zmq.LINGER, 0)
             go.connect(args[0])
             with LatestSubscriber(endpoint, node="slow") as subscriber:
-                while not stop:
+                while not stop.is_set():
                     if not go.poll(200):
                         continue
                     go.recv()

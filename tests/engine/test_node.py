@@ -1,0 +1,442 @@
+"""engine/node.py: the pure bundle -> result step, and the node as a real process on real sockets.
+
+The engine runs as ``python -m spikereveal.tools.cli engine ...`` between a producer and a
+consumer that live in this test process (``stream.transport`` classes, or a raw ROUTER socket to
+send what no well-behaved producer would). Every wait is bounded; every process is terminated
+(then killed) in the fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from spikereveal.capture.dat import SpikeGeometry, pack_frames
+from spikereveal.capture.node import bundle_from_capture
+from spikereveal.capture.sources import open_source
+from spikereveal.engine.deblur import SDMDeblurrer, make_deblurrer, to_uint8
+from spikereveal.engine.node import (
+    EngineNodeConfig,
+    PacedDeblurrer,
+    check_bundle_sizes,
+    process_bundle,
+)
+from spikereveal.engine.windows import exposure_times
+from spikereveal.stream.protocol import Bundle, Result, Status, decode, encode
+from spikereveal.stream.transport import (
+    EndpointError,
+    LatestPublisher,
+    LatestSubscriber,
+    LosslessReceiver,
+    LosslessSender,
+    StopFlag,
+    attach,
+    free_tcp_endpoint,
+    make_socket,
+)
+
+pytestmark = pytest.mark.timeout(60)  # every wait below is bounded far lower; this catches a bug
+
+WAIT_S = 20.0  # generous bound for a process start on a loaded 2-core machine; never a sleep
+GEOMETRY = SpikeGeometry(16, 24, flip=False)
+
+
+def make_bundle(
+    seq: int, *, frames: int = 41, exposure: tuple[int, int] = (10, 30), scale: int = 4
+) -> Bundle:
+    """A small random bundle (16x24 spikes, blur ``scale`` x larger); cheap to deblur with SDM."""
+    rng = np.random.default_rng(seq)
+    spikes = (rng.random((frames, 16, 24)) < 0.3).astype(np.uint8)
+    return Bundle(
+        seq=seq,
+        source_id="test",
+        blur=rng.integers(0, 256, (16 * scale, 24 * scale, 3), dtype=np.uint8),
+        spikes_packed=pack_frames(spikes, GEOMETRY),
+        geometry=GEOMETRY,
+        exposure=exposure,
+        stamps=(("capture.read", 1), ("capture.send", 2)),
+    )
+
+
+@pytest.fixture(scope="module")
+def sim_bundle() -> tuple[Bundle, np.ndarray]:
+    """A real bundle of the simulated camera (16x24 spikes, 64x96 blur) and its upright spikes."""
+    source = open_source("sim:pan?size=16x24&count=1")
+    (capture,) = list(source)
+    return bundle_from_capture(capture, source.source_id), capture.sample.spikes
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start ``spikereveal -v <args>`` with its stderr in a log file (``proc.log_path``)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: object) -> subprocess.Popen:
+        log_path = tmp_path / f"node{len(procs)}.log"
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "spikereveal.tools.cli", "-v", *map(str, args)],
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def engine(spawn, sub: str, pub: str, *extra: object) -> subprocess.Popen:
+    return spawn("engine", "--sub", sub, "--pub", pub, *extra)
+
+
+def exit_code(proc: subprocess.Popen) -> int:
+    try:
+        return proc.wait(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"node still running after {WAIT_S} s:\n{proc.log_path.read_text()}") from None
+
+
+class Consumer(threading.Thread):
+    """The display's place: collects results on its own thread until the engine says "finished"."""
+
+    def __init__(self, endpoint: str, policy: str = "lossless") -> None:
+        super().__init__(daemon=True)
+        self.endpoint, self.policy = endpoint, policy
+        self.results: list[Result] = []
+        self.state: str | None = None
+        self.counters: dict = {}
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        cls = LosslessReceiver if self.policy == "lossless" else LatestSubscriber
+        options = {"heartbeat_s": 0.1} if self.policy == "lossless" else {}
+        with cls(self.endpoint, node="display", **options) as receiver:
+            self.ready.set()
+            deadline = time.monotonic() + 3 * WAIT_S
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                msg = receiver.recv(0.05)
+                if msg is not None:
+                    self.results.append(msg)
+                    continue
+                producer = receiver.producer
+                if producer is not None and producer.status is not None:
+                    self.state, self.counters = producer.state, dict(producer.status.counters)
+                    if producer.state == "finished":
+                        return
+
+    def finish(self) -> None:
+        self.join(2 * WAIT_S)
+        assert not self.is_alive(), "the consumer never saw the engine finish"
+
+
+def send_all(sender: LosslessSender, bundles: list[Bundle]) -> None:
+    for bundle in bundles:
+        assert sender.send(bundle, timeout_s=WAIT_S), f"bundle {bundle.seq} not taken"
+
+
+# -- process_bundle -----------------------------------------------------------------------------
+
+
+def test_process_bundle_with_sdm_matches_the_offline_deblurrer(sim_bundle) -> None:
+    bundle, spikes = sim_bundle
+    result = process_bundle(bundle, SDMDeblurrer(), 5, send_blur=True, recv_t_ns=10)
+    times = exposure_times(*bundle.exposure, 5)
+    assert result.spike_times == tuple(times) == (20, 44, 68, 92, 116)
+    assert result.frames.shape == (5, 64, 96, 3) and result.frames.dtype == np.uint8
+    expected = to_uint8(SDMDeblurrer().sequence(bundle.blur, spikes, bundle.exposure, times))
+    np.testing.assert_array_equal(result.frames, expected)
+    assert result.blur is bundle.blur and result.seq == bundle.seq and result.source_id == bundle.source_id
+    assert result.model == "sdm"
+    assert [s for s, _ in result.stamps] == ["engine.recv", "engine.done", "engine.send"]
+    assert result.stamps[0][1] == 10 and result.stamps[0][1] <= result.stamps[1][1] <= result.stamps[2][1]
+    lean = process_bundle(bundle, SDMDeblurrer(), 1, send_blur=False, model="x", stamp_send=False)
+    assert lean.blur is None and lean.k == 1 and lean.spike_times == (68,) and lean.model == "x"
+    assert [s for s, _ in lean.stamps][-1] == "engine.done"
+
+
+def test_process_bundle_on_a_decoded_read_only_bundle() -> None:
+    bundle = make_bundle(3)
+    wired = decode([bytes(f) for f in encode(bundle)])  # arrays are read-only views of the frames
+    result = process_bundle(wired, SDMDeblurrer(), 3, send_blur=True)
+    np.testing.assert_array_equal(result.frames, process_bundle(bundle, SDMDeblurrer(), 3).frames)
+    assert decode([bytes(f) for f in encode(result)]).spike_times == (10, 20, 30)  # it goes on the wire
+
+
+def test_process_bundle_with_the_paper_ldn(sim_bundle, paper_weights: Path) -> None:
+    bundle, spikes = sim_bundle
+    deblurrer = make_deblurrer("ldn", weights=paper_weights, threads=1)
+    try:
+        result = process_bundle(bundle, deblurrer, 3, send_blur=False)
+        times = exposure_times(*bundle.exposure, 3)
+        expected = to_uint8(deblurrer.sequence(bundle.blur, spikes, bundle.exposure, times))
+    finally:
+        deblurrer.close()
+    assert result.frames.shape == (3, 64, 96, 3) and result.spike_times == (20, 68, 116)
+    np.testing.assert_array_equal(result.frames, expected)
+    assert result.model == "ldn"
+
+
+def test_process_bundle_refuses_what_it_cannot_deblur() -> None:
+    with pytest.raises(ValueError, match="outside|range"):
+        # SDM's 9-frame window around spike frame 0 starts at -4.
+        process_bundle(make_bundle(0, exposure=(0, 40)), SDMDeblurrer(), 5)
+    with pytest.raises(ValueError, match="16x24 do not fit RGB 48x72"):
+        process_bundle(make_bundle(0, scale=3), SDMDeblurrer(), 5)
+    check_bundle_sizes(make_bundle(0))
+    with pytest.raises(ValueError, match="output times"):
+        process_bundle(make_bundle(0), SDMDeblurrer(), 0)
+
+
+def test_config_checks_and_model_choice(tmp_path: Path) -> None:
+    assert EngineNodeConfig().model_name == "sdm" and EngineNodeConfig().model_label == "sdm"
+    with_weights = EngineNodeConfig(weights=tmp_path / "w.pth")
+    assert with_weights.model_name == "ldn" and with_weights.model_label == "ldn/torch/w.pth"
+    for bad in (
+        {"policy": "fifo"},
+        {"model": "edsr"},
+        {"model": "sdm", "weights": tmp_path / "w.pth"},
+        {"times": 0},
+        {"times": 1000},
+        {"threads": 0},
+    ):
+        with pytest.raises(ValueError):
+            EngineNodeConfig(**bad)
+
+
+def test_paced_deblurrer_is_stop_aware() -> None:
+    stop = StopFlag()
+    stop.set()
+    slow = PacedDeblurrer(SDMDeblurrer(), min_period_s=3600.0, stop=stop)
+    bundle = make_bundle(0)
+    assert process_bundle(bundle, slow, 2).k == 2 and slow.name == "sdm"  # returns at once when stopped
+
+
+# -- the node as a process ----------------------------------------------------------------------
+
+
+def test_engine_serves_every_bundle_in_order_then_finishes(spawn) -> None:
+    n = 8
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    consumer = Consumer(pub)
+    consumer.start()
+    with LosslessSender(sub, node="capture", heartbeat_s=0.1) as sender:
+        proc = engine(spawn, sub, pub, "--times", 3)
+        send_all(sender, [make_bundle(seq) for seq in range(n)])
+        assert sender.flush(WAIT_S)
+        sender.close(final_state="finished")
+    consumer.finish()
+    assert [r.seq for r in consumer.results] == list(range(n))
+    assert all(r.k == 3 and r.blur is not None and r.model == "sdm" for r in consumer.results)
+    stages = [s for s, _ in consumer.results[-1].stamps]
+    assert stages == ["capture.read", "capture.send", "engine.recv", "engine.done", "engine.send"]
+    assert consumer.state == "finished"
+    assert consumer.counters["bundles_in"] == n and consumer.counters["results_out"] == n
+    assert consumer.counters["errors"] == 0
+    assert exit_code(proc) == 0
+    assert f"finished: {n} bundles in, {n} results out" in proc.log_path.read_text()
+
+
+def test_bad_messages_are_counted_and_the_next_good_bundle_is_served(spawn) -> None:
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    consumer = Consumer(pub)
+    consumer.start()
+    router = make_socket(zmq.Context.instance(), zmq.ROUTER)  # a producer that breaks every rule
+    try:
+        attach(router, sub, bind=True)
+        proc = engine(spawn, sub, pub, "--no-send-blur")
+        assert router.poll(int(WAIT_S * 1000)), "no credit from the engine"
+        routing_id = router.recv_multipart()[0]
+        numbers = iter(range(1, 100))
+
+        def deliver(frames: list) -> None:
+            envelope = b"SRL1" + b"12345678" + next(numbers).to_bytes(8, "little")
+            router.send_multipart([routing_id, envelope, *frames])
+
+        good = encode(make_bundle(5))
+        router.send_multipart([routing_id, b"junk"])  # garbage: no envelope
+        deliver([b"\xc1"])  # not msgpack
+        deliver([msgpack.packb({"v": 1, "kind": "bundle"})])  # a header missing every field
+        deliver([good[0], bytes(good[1])[:-1], good[2]])  # a buffer one byte short
+        deliver(encode(make_bundle(1, exposure=(0, 40))))  # windows outside the spikes
+        deliver(encode(make_bundle(2, scale=3)))  # spikes not 1/4 of the blur
+        deliver(good)
+        router.send_multipart(
+            [routing_id, b"SRL1" + b"12345678" + bytes(8), *encode(Status.now("raw", "capture", "finished"))]
+        )
+        consumer.finish()
+    finally:
+        router.close(0)
+    assert [r.seq for r in consumer.results] == [5] and consumer.results[0].blur is None
+    assert consumer.counters["bad_in"] == 4 and consumer.counters["errors"] == 2
+    assert consumer.counters["bundles_in"] == 3 and consumer.counters["results_out"] == 1
+    assert exit_code(proc) == 0
+    log = proc.log_path.read_text()
+    assert "bundle 1 from 'test' skipped" in log and "do not fit RGB" in log
+
+
+def test_a_restarted_engine_picks_up_the_stream(spawn) -> None:
+    """The consumer pauses after 3 results, so the engine blocks holding bundle 4 unacknowledged;
+    killed there, its successor gets bundle 4 again and the consumer still sees every seq once."""
+    n = 10
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    bundles = [make_bundle(seq) for seq in range(n)]
+    producer_done = threading.Event()
+    sender = LosslessSender(sub, node="capture", heartbeat_s=0.1)
+
+    def produce() -> None:  # the producer runs on its own thread; it owns `sender` from here
+        try:
+            send_all(sender, bundles)
+            assert sender.flush(2 * WAIT_S)
+            sender.close(final_state="finished")
+        finally:
+            producer_done.set()
+
+    with LosslessReceiver(pub, node="display", heartbeat_s=0.1) as consumer:
+        first = engine(spawn, sub, pub)
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        seqs = []
+        deadline = time.monotonic() + WAIT_S
+        while len(seqs) < 3 and time.monotonic() < deadline:
+            msg = consumer.recv(0.1)
+            if msg is not None:
+                seqs.append(msg.seq)
+        assert seqs == [0, 1, 2]
+        # Results 2 and 3 fill the consumer's window; the engine waits to send 4, holding bundle 4.
+        stall = threading.Event()
+        while sender.counters.acked < 4 and time.monotonic() < deadline:
+            stall.wait(0.02)  # polls the producer's counter; the engine process does the work
+        assert sender.counters.acked == 4, sender.counters
+        first.kill()
+        first.wait(WAIT_S)
+        second = engine(spawn, sub, pub)
+        while time.monotonic() < deadline + WAIT_S:
+            msg = consumer.recv(0.1)
+            if msg is not None:
+                seqs.append(msg.seq)
+            elif consumer.producer.state == "finished":
+                break
+        producer.join(WAIT_S)
+    assert producer_done.is_set()
+    assert seqs == list(range(n)), seqs
+    assert sender.counters.redelivered >= 1 and sender.counters.peers_joined == 2
+    assert exit_code(second) == 0
+
+
+def _bind_retrying(endpoint: str) -> LosslessSender:
+    """A producer on a fixed port; the previous socket on it is released asynchronously by libzmq."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return LosslessSender(endpoint, node="capture", heartbeat_s=0.1)
+        except EndpointError:
+            if time.monotonic() > deadline:
+                raise
+            threading.Event().wait(0.05)
+
+
+def test_an_engine_that_outlives_its_stream_serves_the_next(spawn) -> None:
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    proc = engine(spawn, sub, pub, "--no-exit-on-finish", "--times", 1)
+    with LosslessReceiver(pub, node="display", heartbeat_s=0.1) as consumer:
+        seqs = []
+        for stream in range(2):
+            with _bind_retrying(sub) as sender:
+                send_all(sender, [make_bundle(seq) for seq in range(3)])
+                deadline = time.monotonic() + WAIT_S
+                while len(seqs) < 3 * (stream + 1) and time.monotonic() < deadline:
+                    msg = consumer.recv(0.1)
+                    if msg is not None:
+                        seqs.append(msg.seq)
+                    sender.service(0.0)
+                assert sender.flush(WAIT_S)
+                sender.close(final_state="finished")
+        assert proc.poll() is None  # still serving after two finished streams
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc) == 0
+    assert seqs == [0, 1, 2, 0, 1, 2]
+    assert proc.log_path.read_text().count("stream finished after") == 2
+
+
+def test_sigterm_stops_a_waiting_engine_with_exit_0(spawn) -> None:
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    with LosslessSender(sub, node="capture", heartbeat_s=0.1) as sender:
+        proc = engine(spawn, sub, pub)
+        assert sender.wait_for_credit(WAIT_S)  # the engine is up, inside its receive loop
+        proc.send_signal(signal.SIGTERM)
+        assert exit_code(proc) == 0
+        deadline = time.monotonic() + WAIT_S
+        while sender.consumer is not None and time.monotonic() < deadline:
+            sender.service(0.05)
+        assert sender.consumer is None  # it said "stopping" on the way out
+    assert "stopping: 0 bundles in" in proc.log_path.read_text()
+
+
+def test_slow_engine_under_the_live_policy_drops_and_stays_recent(spawn) -> None:
+    """The engine takes >= 100 ms per bundle while bundles come every few ms: it must skip ahead."""
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    consumer = Consumer(pub, policy="latest")
+    consumer.start()
+    assert consumer.ready.wait(WAIT_S)
+    # A deep publisher queue: every drop is the engine's own draining, none is ZeroMQ's.
+    with LatestPublisher(sub, node="capture", sndhwm=10_000) as publisher:
+        proc = engine(spawn, sub, pub, "--policy", "latest", "--min-period-ms", 100, "--times", 2)
+        assert publisher.wait_for_subscriber(WAIT_S)
+        seq = 0
+        deadline = time.monotonic() + WAIT_S
+        pace = threading.Event()
+        while time.monotonic() < deadline:
+            publisher.publish(make_bundle(seq))
+            seq += 1
+            got = [r.seq for r in consumer.results]
+            if len(got) >= 3 and any(b - a > 1 for a, b in zip(got, got[1:], strict=False)):
+                break  # the engine has skipped stale bundles
+            pace.wait(0.005)  # a camera's frame period, not a synchronisation
+        published = seq
+        publisher.close(final_state="finished", timeout_s=WAIT_S)
+    consumer.finish()
+    got = [r.seq for r in consumer.results]
+    print("live policy: published", published, "served", got)
+    assert got == sorted(set(got)) and len(got) < published / 2, (got, published)
+    assert got[-1] == published - 1  # the newest bundle is always served in the end
+    assert consumer.counters["dropped_in"] > 0 and consumer.counters["missed_in"] == 0
+    assert consumer.counters["bundles_in"] + consumer.counters["dropped_in"] == published
+    assert exit_code(proc) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--model", "ldn"], ["needs --weights"]),
+        (["--pub", "tcp://0.0.0.0:5999"], ["error:", "loopback"]),
+        (["--weights", "/nonexistent/w.pth"], ["error:", "w.pth"]),
+        (["--times", "0"], ["--times"]),
+    ],
+)
+def test_command_errors_are_one_line(cli, args: list[str], words: list[str]) -> None:
+    result = cli("engine", *args, timeout=WAIT_S)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr

@@ -1,0 +1,194 @@
+"""``spikereveal run``: three real node processes over real ZeroMQ sockets, supervised."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+
+
+class RunProcess:
+    """``spikereveal run`` in a child process whose output lines are collected as they come."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spikereveal.tools.cli", "run", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+
+    def wait_for_line(self, pattern: str, timeout_s: float = 60.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        regex = re.compile(pattern)
+        for line in self.lines:
+            if m := regex.search(line):
+                return m
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.lines.append(line)
+            if m := regex.search(line):
+                return m
+        raise AssertionError(f"no line matching {pattern!r} within {timeout_s} s:\n{''.join(self.lines)}")
+
+    def finish(self, timeout_s: float = 60.0) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        time.sleep(0)  # let the pump thread drain
+        while True:
+            try:
+                self.lines.append(self._queue.get(timeout=0.5))
+            except queue.Empty:
+                break
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def _pids(run: RunProcess) -> dict[str, int]:
+    return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", run.output)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); look at its state
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _all_gone(pids: dict[str, int], timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids.values()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_replay_runs_to_the_end_with_logs_video_and_latency(tmp_path):
+    # GIVEN a finite simulated source of 4 exposures, replayed as fast as possible, K=2
+    video, summary = tmp_path / "run.mp4", tmp_path / "latency.json"
+    run = RunProcess(
+        "--source",
+        "sim:pan?size=16x24&count=4",
+        "--rate",
+        "max",
+        "--times",
+        "2",
+        "--no-window",
+        "--warmup",
+        "1",
+        "--record",
+        str(video),
+        "--summary",
+        str(summary),
+    )
+    try:
+        # WHEN it runs to the end of the source
+        code = run.finish(timeout_s=120)
+    finally:
+        run.kill()
+    # THEN every node ran, all exited cleanly, and the video holds 4 x 2 frames
+    assert code == 0, run.output
+    for node in ("capture", "engine", "display"):
+        assert f"[{node}]" in run.output
+    assert "latency summary" in run.output and "end_to_end" in run.output
+    reader = cv2.VideoCapture(str(video))
+    frames = 0
+    while reader.read()[0]:
+        frames += 1
+    reader.release()
+    assert frames == 8
+    data = json.loads(summary.read_text())
+    assert data["end_to_end"]["n"] == 3  # 4 results, 1 warm-up
+    assert data["results"] == 4 and data["frames_written"] == 8
+
+
+def test_a_dead_engine_stops_the_run_with_its_name(tmp_path):
+    run = RunProcess(
+        "--source",
+        "sim:pan?size=16x24",
+        "--rate",
+        "realtime",
+        "--no-window",
+        "--record",
+        str(tmp_path / "run.mp4"),
+        "--summary",
+        str(tmp_path / "latency.json"),
+    )
+    try:
+        run.wait_for_line(r"started capture")
+        pids = _pids(run)
+        run.wait_for_line(r"\[engine\]")  # the engine is up and talking
+        os.kill(pids["engine"], signal.SIGKILL)
+        code = run.finish(timeout_s=60)
+    finally:
+        run.kill()
+    assert code != 0
+    assert "node 'engine' was killed by SIGKILL" in run.output
+    assert _all_gone(pids), f"nodes left running: {pids}"
+
+
+def test_sigint_stops_every_node(tmp_path):
+    run = RunProcess(
+        "--source",
+        "sim:pan?size=16x24",
+        "--rate",
+        "realtime",
+        "--no-window",
+        "--record",
+        str(tmp_path / "run.mp4"),
+        "--summary",
+        str(tmp_path / "latency.json"),
+    )
+    try:
+        run.wait_for_line(r"started capture")
+        pids = _pids(run)
+        run.wait_for_line(r"\[display\]")
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(timeout_s=60)
+    finally:
+        run.kill()
+    assert code == 130, run.output
+    assert _all_gone(pids), f"nodes left running: {pids}"
+
+
+@pytest.mark.parametrize(("text", "needle"), [("engine: {tims: 3}\n", "unknown key(s) tims")])
+def test_bad_config_is_one_line(cli, tmp_path, text, needle):
+    path = tmp_path / "rig.yaml"
+    path.write_text(text)
+    res = cli("run", "--config", path)
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr
