@@ -78,7 +78,7 @@ def format_table(table: dict[str, dict[str, float | int]]) -> str:
     help="Then stream the sample through capture -> engine -> display processes.",
 )
 @click.option(
-    "--live-count", default=8, show_default=True, type=click.IntRange(min=1), help="Exposures to stream."
+    "--live-count", default=16, show_default=True, type=click.IntRange(min=1), help="Exposures to stream."
 )
 def demo_command(
     out_dir: Path,
