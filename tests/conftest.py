@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +67,38 @@ def sim_dataset(tmp_path_factory) -> Path:
     frames = pan_scene(config.frames_per_sample, config.blur_size)
     simulate_dataset(frames, config, out, samples=1, source="builtin:pan", progress=False)
     return out
+
+
+def stop_processes(procs: Iterable[subprocess.Popen], timeout_s: float = 5.0) -> None:
+    """Terminate what still runs, wait, kill what does not stop: no test leaves a process behind."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start ``spikereveal -v <args>`` as a node process, its stderr in a log file (``proc.log_path``)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: object) -> subprocess.Popen:
+        log_path = tmp_path / f"node{len(procs)}.log"
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "spikereveal.tools.cli", "-v", *map(str, args)],
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        procs.append(proc)
+        return proc
+
+    yield start
+    stop_processes(procs)

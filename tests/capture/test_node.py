@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,35 +38,6 @@ pytestmark = pytest.mark.timeout(60)  # every wait below is bounded far lower; t
 
 WAIT_S = 20.0  # generous bound for a process start on a loaded 2-core machine; never a sleep
 SIM = "sim:pan?size=16x24&count={n}"
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start ``spikereveal -v <args>`` with its stderr in a log file (``proc.log_path``)."""
-    procs: list[subprocess.Popen] = []
-
-    def start(*args: object) -> subprocess.Popen:
-        log_path = tmp_path / f"node{len(procs)}.log"
-        with log_path.open("w") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "spikereveal.tools.cli", "-v", *map(str, args)],
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-            )
-        proc.log_path = log_path  # type: ignore[attr-defined]
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def until_finished(receiver: LosslessReceiver | LatestSubscriber, timeout_s: float = WAIT_S) -> list:

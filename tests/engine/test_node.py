@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgpack
@@ -74,35 +72,6 @@ def sim_bundle() -> tuple[Bundle, np.ndarray]:
     source = open_source("sim:pan?size=16x24&count=1")
     (capture,) = list(source)
     return bundle_from_capture(capture, source.source_id), capture.sample.spikes
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start ``spikereveal -v <args>`` with its stderr in a log file (``proc.log_path``)."""
-    procs: list[subprocess.Popen] = []
-
-    def start(*args: object) -> subprocess.Popen:
-        log_path = tmp_path / f"node{len(procs)}.log"
-        with log_path.open("w") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "spikereveal.tools.cli", "-v", *map(str, args)],
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-            )
-        proc.log_path = log_path  # type: ignore[attr-defined]
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def engine(spawn, sub: str, pub: str, *extra: object) -> subprocess.Popen:
@@ -372,11 +341,15 @@ def test_an_engine_that_outlives_its_stream_serves_the_next(spawn) -> None:
                     sender.service(0.0)
                 assert sender.flush(WAIT_S)
                 sender.close(final_state="finished")
+        # the engine notices each end of stream when it next goes idle: wait for the second one
+        deadline = time.monotonic() + WAIT_S
+        while proc.log_path.read_text().count("stream finished after") < 2 and time.monotonic() < deadline:
+            consumer.recv(0.1)
+        assert proc.log_path.read_text().count("stream finished after") == 2
         assert proc.poll() is None  # still serving after two finished streams
         proc.send_signal(signal.SIGTERM)
         assert exit_code(proc) == 0
     assert seqs == [0, 1, 2, 0, 1, 2]
-    assert proc.log_path.read_text().count("stream finished after") == 2
 
 
 def test_sigterm_stops_a_waiting_engine_with_exit_0(spawn) -> None:
