@@ -7,7 +7,6 @@ spike rate and the RGB size, and hands the frames to ``simulate_dataset``.
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,18 +14,11 @@ import click
 import numpy as np
 
 from spikereveal.capture import scenes
+from spikereveal.tools.cli_types import SIZE
 from spikereveal.tools.simulate import PAPER_SHARP_TIMES, SimulationConfig, simulate_dataset
 
 BUILTIN_SCENES = ("pan",)
 DEFAULT_PAN_SPIKE_SIZE = (64, 96)  # small and fast: `make demo` runs this
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"64x96"`` -> (64, 96)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise click.BadParameter(f"{text!r} is not a size like 64x96 (height x width)")
-    return int(match.group(1)), int(match.group(2))
 
 
 def parse_times(text: str) -> tuple[int, ...]:
@@ -60,7 +52,9 @@ def _peek(frames: Iterator[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray
 )
 @click.option("--samples", default=4, show_default=True, type=click.IntRange(min=1), help="Samples to make.")
 @click.option(
-    "--spike-size", help="Spike frame size HxW (RGB is 4x per side). Default: 64x96 for pan, else frame/4."
+    "--spike-size",
+    type=SIZE,
+    help="Spike frame size HxW (RGB is 4x per side). Default: 64x96 for pan, else frame/4.",
 )
 @click.option(
     "--vth",
@@ -107,7 +101,7 @@ def simulate_command(
     builtin: str | None,
     out_dir: Path,
     samples: int,
-    spike_size: str | None,
+    spike_size: tuple[int, int] | None,
     vth: float,
     noise: float,
     seed: int,
@@ -130,7 +124,7 @@ def simulate_command(
     needed = samples * frames_per_sample
 
     if builtin is not None:
-        spike_hw = parse_size(spike_size) if spike_size else DEFAULT_PAN_SPIKE_SIZE
+        spike_hw = spike_size or DEFAULT_PAN_SPIKE_SIZE
         config = _config(spike_hw, vth, noise, seed, times)
         frames: Iterator[np.ndarray] = scenes.pan_scene(needed, config.blur_size, texture=texture)
         source = f"builtin:{builtin}(texture={texture})"
@@ -146,7 +140,7 @@ def simulate_command(
             raw = scenes.image_folder_frames(images)
             source, scene = f"images:{images}", scene_name or images.resolve().name
         first, raw = _peek(raw)
-        spike_hw = parse_size(spike_size) if spike_size else (first.shape[0] // 4, first.shape[1] // 4)
+        spike_hw = spike_size or (first.shape[0] // 4, first.shape[1] // 4)
         config = _config(spike_hw, vth, noise, seed, times)
         try:
             factor = upsample or scenes.interpolation_factor(available, needed)

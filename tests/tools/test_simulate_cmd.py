@@ -123,7 +123,7 @@ def test_video_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     [
         (("--samples", "1"), "exactly one source"),
         (("--builtin", "pan", "--images", "x"), "exactly one source"),
-        (("--builtin", "pan", "--spike-size", "64by96"), "not a size like 64x96"),
+        (("--builtin", "pan", "--spike-size", "64by96"), "is not a size HxW"),
         (("--builtin", "pan", "--spike-size", "3x5"), "whole bytes"),
         (("--builtin", "pan", "--sharp-times", "20,x"), "comma-separated list"),
         (("--builtin", "pan", "--sharp-times", "200"), "sharp times 200 are outside 0..136"),
