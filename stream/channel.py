@@ -1,0 +1,176 @@
+"""What both delivery policies share: counters, bad-message logging, peer liveness."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import zmq
+
+from spikereveal.stream.protocol import (
+    DEFAULT_LIMITS,
+    FINAL_STATES,
+    Bundle,
+    Limits,
+    Message,
+    ProtocolError,
+    Result,
+    Status,
+    decode,
+)
+from spikereveal.stream.stopping import Deadline, StopFlag, stopped
+
+log = logging.getLogger("spikereveal.stream")
+
+DataMessage = Bundle | Result
+
+
+@dataclass
+class ChannelCounters:
+    """What a channel end has seen; ``as_dict()`` goes into Status heartbeats and latency summaries.
+
+    ``dropped``: stale messages discarded by latest-wins draining; ``missed``: sequence numbers that
+    never arrived (dropped by the publisher's HWM); ``bad``: messages that failed validation;
+    ``duplicates``: lossless redeliveries already seen; ``redelivered``: messages queued again for
+    a restarted or reconnected consumer.
+    """
+
+    sent: int = 0
+    received: int = 0
+    dropped: int = 0
+    missed: int = 0
+    bad: int = 0
+    duplicates: int = 0
+    redelivered: int = 0
+    acked: int = 0
+    heartbeats_sent: int = 0
+    heartbeats_received: int = 0
+    peers_joined: int = 0
+    peers_lost: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class BadMessageLog:
+    """Log bad messages without flooding: the first ten, then every hundredth."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __call__(self, count: int, error: Exception, frames: Sequence[Any]) -> None:
+        if count <= 10 or count % 100 == 0:
+            sizes = [frame_len(f) for f in frames][:8]
+            log.warning("%s: bad message #%d (frame sizes %s): %s", self.where, count, sizes, error)
+
+
+def frame_len(frame: Any) -> int:
+    try:
+        return len(frame.buffer) if hasattr(frame, "buffer") else len(frame)
+    except TypeError:
+        return -1
+
+
+def decode_or_count(
+    frames: Sequence[Any],
+    counters: ChannelCounters,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    on_bad: Callable[[int, Exception, Sequence[Any]], None] | None = None,
+) -> Message | None:
+    """``decode(frames)``, or None after counting (``counters.bad``) and logging a bad message."""
+    try:
+        return decode(list(frames), limits)
+    except ProtocolError as exc:
+        counters.bad += 1
+        (on_bad or BadMessageLog("receive"))(counters.bad, exc, frames)
+        return None
+
+
+def recv_message(
+    sock: zmq.Socket,
+    *,
+    timeout_s: float | None,
+    counters: ChannelCounters,
+    stop: StopFlag | None = None,
+    zero_copy: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
+    where: str = "receive",
+) -> Message | None:
+    """Receive and decode the next good message from a plain socket (SUB, PULL, PAIR...).
+
+    Bad messages are counted and logged (prefixed with ``where``) and the wait goes on; returns
+    None on timeout or stop. Never raises for what a peer sent.
+    """
+    deadline = Deadline(timeout_s)
+    on_bad = BadMessageLog(where)
+    while not stopped(stop):
+        if not sock.poll(deadline.slice_ms(), zmq.POLLIN):
+            if deadline.expired():
+                return None
+            continue
+        frames = sock.recv_multipart(zmq.NOBLOCK, copy=not zero_copy)
+        msg = decode_or_count(frames, counters, limits=limits, on_bad=on_bad)
+        if msg is not None:
+            counters.received += 1
+            return msg
+    return None
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """What one end knows about its peer: ``alive`` is False after ``peer_timeout_s`` of silence."""
+
+    node: str
+    alive: bool
+    state: str
+    last_seen_ns: int
+    status: Status | None = None
+
+
+@dataclass
+class Peer:
+    node: str
+    last_seen_ns: int
+    state: str = "ready"
+    status: Status | None = None
+    lost: bool = False
+
+    def info(self) -> PeerInfo:
+        return PeerInfo(self.node, not self.lost, self.state, self.last_seen_ns, self.status)
+
+
+def heard(peer: Peer, now_ns: int, where: str, status: Status | None = None) -> None:
+    peer.last_seen_ns = now_ns
+    if status is not None:
+        peer.status, peer.state = status, status.state
+    if peer.lost:
+        peer.lost = False
+        log.info("%s: peer %r is back", where, peer.node)
+
+
+def check_silence(
+    peer: Peer | None, now_ns: int, timeout_s: float, where: str, counters: ChannelCounters
+) -> None:
+    if peer is None or peer.lost or peer.state in FINAL_STATES:
+        return
+    silent_s = (now_ns - peer.last_seen_ns) / 1e9
+    if silent_s > timeout_s:
+        peer.lost = True
+        counters.peers_lost += 1
+        log.warning(
+            "%s: peer %r lost (silent for %.1f s); waiting for it to come back", where, peer.node, silent_s
+        )
+
+
+def new_session() -> bytes:
+    return os.urandom(8)
+
+
+def checked_final_state(state: str) -> str:
+    if state not in FINAL_STATES:
+        raise ValueError(f"final_state: got {state!r}, expected one of {', '.join(FINAL_STATES)}")
+    return state

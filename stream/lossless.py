@@ -1,0 +1,474 @@
+"""The lossless channel (replay): credit-based ROUTER producer, DEALER consumer.
+
+See ``spikereveal.stream.transport`` for why credits and not PUSH/PULL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from spikereveal.stream.channel import (
+    BadMessageLog,
+    ChannelCounters,
+    DataMessage,
+    Peer,
+    PeerInfo,
+    check_silence,
+    checked_final_state,
+    decode_or_count,
+    heard,
+    new_session,
+)
+from spikereveal.stream.protocol import (
+    DEFAULT_LIMITS,
+    FINAL_STATES,
+    Bundle,
+    Credit,
+    Limits,
+    Message,
+    ProtocolError,
+    Result,
+    Status,
+    encode,
+)
+from spikereveal.stream.sockets import DEFAULT_SOCKET_CONFIG, SocketConfig, attach, make_socket
+from spikereveal.stream.stopping import POLL_SLICE_S, Deadline, StopFlag, stopped
+
+log = logging.getLogger("spikereveal.stream")
+
+# Delivery envelope of the lossless channel: magic, producer session (8 random bytes), delivery
+# number (1, 2, ...; 0 for heartbeats, which are not acknowledged).
+_ENVELOPE = struct.Struct("<4s8sQ")
+_MAGIC = b"SRL1"
+
+
+@dataclass
+class _Consumer:
+    peer: Peer
+    session: str
+    routing_id: bytes | None
+    window: int
+    acked: int = 0
+    inflight: deque[tuple[int, list[Any]]] = field(default_factory=deque)
+
+
+class LosslessSender:
+    """Producer end of the lossless channel (a replay reader, or the engine feeding a recorder).
+
+    ``send(msg)`` returns True once the message is handed to the consumer within its credit window,
+    False on timeout or stop (then it was not sent; send it again or give up). Call
+    :meth:`service` when idle so heartbeats flow and credits are read; :meth:`flush` at the end waits
+    until the consumer has acknowledged everything. Binds by default (``tcp://127.0.0.1:*`` picks a
+    free port; see :attr:`endpoint`).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        node: str = "capture",
+        role: str = "capture",
+        bind: bool = True,
+        allow_remote: bool = False,
+        ctx: zmq.Context | None = None,
+        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
+        heartbeat_s: float = 1.0,
+        peer_timeout_s: float = 15.0,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.node, self.role, self.config, self.limits = node, role, config, limits
+        self.heartbeat_s, self.peer_timeout_s = heartbeat_s, peer_timeout_s
+        self._session = new_session()
+        self.session = self._session.hex()
+        self.counters = ChannelCounters()
+        self._sock = make_socket(ctx or zmq.Context.instance(), zmq.ROUTER, config)
+        # Fail loudly (EHOSTUNREACH) instead of silently dropping a delivery to a vanished consumer.
+        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
+        self._where = f"{node} -> {self.endpoint}"
+        self._on_bad = BadMessageLog(self._where)
+        self._consumer: _Consumer | None = None
+        self._pending: deque[tuple[int, list[Any]]] = deque()  # redeliveries, ascending numbers
+        self._next_n = 1
+        self._last_heartbeat_ns = 0
+        self._ignored: set[str] = set()
+        self._retired: set[str] = set()  # sessions of replaced consumers: their late credits are stale
+        # The node's own counters (bundles in, errors...), sent in every Status beside the channel's.
+        self.status_counters: dict[str, int | float] = {}
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def consumer(self) -> PeerInfo | None:
+        """The consumer being served, or None before the first credit / after it stopped."""
+        return None if self._consumer is None else self._consumer.peer.info()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages sent or queued for redelivery but not yet acknowledged."""
+        held = 0 if self._consumer is None else len(self._consumer.inflight)
+        return held + len(self._pending)
+
+    def wait_for_credit(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """Wait until a consumer can take a new message now (the handshake, and the backpressure).
+
+        Read (and stamp) the next message after this returns True, so its stamps do not include
+        the time spent waiting for the consumer.
+        """
+        deadline = Deadline(timeout_s)
+        while True:
+            self._service_once()
+            if not self._pending and self._has_room():
+                return True
+            if stopped(stop) or deadline.expired():
+                return False
+            self._sock.poll(deadline.slice_ms(self._slice_s()), zmq.POLLIN)
+
+    def send(self, msg: Message, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """Deliver ``msg`` after any redeliveries; True once sent, False on timeout/stop (not sent).
+
+        Raises ProtocolError if ``msg`` itself is invalid (a bug in the caller, not the peer).
+        """
+        frames = encode(msg, self.limits)
+        deadline = Deadline(timeout_s)
+        while True:
+            self._service_once()
+            if not self._pending and self._has_room():
+                assert self._consumer is not None
+                if self._deliver(self._consumer, self._next_n, frames):
+                    self._next_n += 1
+                    self.counters.sent += 1
+                    return True
+                continue
+            if stopped(stop) or deadline.expired():
+                return False
+            self._sock.poll(deadline.slice_ms(self._slice_s()), zmq.POLLIN)
+
+    def service(self, timeout_s: float = 0.0, stop: StopFlag | None = None) -> None:
+        """Handle credits and statuses for up to ``timeout_s``; send heartbeats and redeliveries."""
+        deadline = Deadline(timeout_s)
+        while True:
+            self._service_once()
+            if stopped(stop) or deadline.expired():
+                return
+            self._sock.poll(deadline.slice_ms(self._slice_s()), zmq.POLLIN)
+
+    def flush(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """Wait until every message sent has been acknowledged; True if so."""
+        deadline = Deadline(timeout_s)
+        while True:
+            self._service_once()
+            if self.in_flight == 0:
+                return True
+            if stopped(stop) or deadline.expired():
+                return False
+            self._sock.poll(deadline.slice_ms(self._slice_s()), zmq.POLLIN)
+
+    def close(self, final_state: str = "stopping") -> None:
+        """Tell the consumer we leave (best effort) and close the socket.
+
+        ``final_state``: "stopping" (shutting down; may come back) or "finished" (all data sent:
+        call after :meth:`flush` at the end of a replay, so the consumer knows none will follow).
+        """
+        checked_final_state(final_state)
+        if self._sock.closed:
+            return
+        c = self._consumer
+        if c is not None and c.routing_id is not None:
+            self._send_control(c, self._status(final_state))
+        self._sock.close()
+
+    def _status(self, state: str) -> Status:
+        return Status.now(self.node, self.role, state, {**self.counters.as_dict(), **self.status_counters})
+
+    def __enter__(self) -> LosslessSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _slice_s(self) -> float:
+        return min(POLL_SLICE_S, self.heartbeat_s)
+
+    def _has_room(self) -> bool:
+        c = self._consumer
+        return c is not None and c.routing_id is not None and len(c.inflight) < c.window
+
+    def _service_once(self) -> None:
+        self._read_incoming()
+        now = time.monotonic_ns()
+        c = self._consumer
+        if c is not None:
+            check_silence(c.peer, now, self.peer_timeout_s, self._where, self.counters)
+            while self._pending and self._has_room():
+                n, frames = self._pending[0]
+                if not self._deliver(c, n, frames):
+                    break
+                self._pending.popleft()
+            if c.routing_id is not None and now - self._last_heartbeat_ns > self.heartbeat_s * 1e9:
+                self._send_control(c, self._status("alive"))
+                self._last_heartbeat_ns = now
+
+    def _deliver(self, c: _Consumer, n: int, frames: list[Any]) -> bool:
+        envelope = _ENVELOPE.pack(_MAGIC, self._session, n)
+        try:
+            self._sock.send_multipart(
+                [c.routing_id, envelope, *frames], zmq.NOBLOCK, copy=not self.config.zero_copy
+            )
+        except zmq.Again:
+            return False  # consumer's pipe full (cannot happen within the window); retry later
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            # The connection behind this routing id is gone; wait for the consumer's next credit.
+            log.info("%s: consumer %r unreachable; will redeliver when it returns", self._where, c.peer.node)
+            c.routing_id = None
+            self._requeue(c)
+            return False
+        if n:
+            c.inflight.append((n, frames))
+        return True
+
+    def _send_control(self, c: _Consumer, status: Status) -> None:
+        if self._deliver(c, 0, encode(status, self.limits)):
+            self.counters.heartbeats_sent += 1
+
+    def _requeue(self, c: _Consumer) -> None:
+        if c.inflight:
+            self.counters.redelivered += len(c.inflight)
+            self._pending = deque(sorted([*c.inflight, *self._pending], key=lambda item: item[0]))
+            c.inflight.clear()
+
+    def _read_incoming(self) -> None:
+        while True:
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            routing_id, rest = frames[0].bytes, frames[1:]
+            msg = decode_or_count(rest, self.counters, limits=self.limits, on_bad=self._on_bad)
+            if isinstance(msg, Credit):
+                self._on_credit(routing_id, msg)
+            elif isinstance(msg, Status):
+                self._on_status(routing_id, msg)
+            elif msg is not None:
+                self.counters.bad += 1
+                self._on_bad(self.counters.bad, ProtocolError(f"a consumer sent a {msg.kind}"), rest)
+
+    def _on_credit(self, routing_id: bytes, credit: Credit) -> None:
+        now = time.monotonic_ns()
+        c = self._consumer
+        if credit.session in self._retired:
+            return
+        if c is not None and c.peer.node != credit.node and not c.peer.lost:
+            if credit.node not in self._ignored:
+                self._ignored.add(credit.node)
+                log.warning(
+                    "%s: %r asked for messages while %r is served; a lossless channel feeds one consumer",
+                    self._where,
+                    credit.node,
+                    c.peer.node,
+                )
+            return
+        if c is None or c.peer.node != credit.node or c.session != credit.session:
+            if c is not None:
+                self._requeue(c)
+                self._retired.add(c.session)
+                log.info(
+                    "%s: consumer %r (session %s) replaces %r (session %s); redelivering %d",
+                    self._where,
+                    credit.node,
+                    credit.session,
+                    c.peer.node,
+                    c.session,
+                    len(self._pending),
+                )
+            else:
+                log.info("%s: consumer %r ready (session %s)", self._where, credit.node, credit.session)
+            c = _Consumer(Peer(credit.node, now), credit.session, routing_id, credit.window)
+            self._consumer = c
+            self.counters.peers_joined += 1
+        elif c.routing_id != routing_id:
+            # Same process, new connection: whatever was queued on the old one is gone.
+            self._requeue(c)
+            c.routing_id = routing_id
+        heard(c.peer, now, self._where)
+        acked = credit.acked if credit.producer_session == self.session else 0
+        if acked > c.acked:
+            c.acked = acked
+        while c.inflight and c.inflight[0][0] <= c.acked:
+            c.inflight.popleft()
+            self.counters.acked += 1
+        while self._pending and self._pending[0][0] <= c.acked:  # acked by a reconnected consumer
+            self._pending.popleft()
+            self.counters.acked += 1
+        c.window = credit.window
+
+    def _on_status(self, routing_id: bytes, status: Status) -> None:
+        c = self._consumer
+        if c is None or c.peer.node != status.node or c.routing_id != routing_id:
+            return  # a stale status from a previous connection
+        self.counters.heartbeats_received += 1
+        heard(c.peer, time.monotonic_ns(), self._where, status)
+        if status.state in FINAL_STATES:
+            self._requeue(c)
+            self._retired.add(c.session)
+            log.info(
+                "%s: consumer %r stopped; %d messages wait for the next one",
+                self._where,
+                c.peer.node,
+                self.in_flight,
+            )
+            self._consumer = None
+
+
+class LosslessReceiver:
+    """Consumer end of the lossless channel (the engine during replay).
+
+    ``recv()`` returns the next Bundle/Result in order, or None on timeout/stop. Calling ``recv()``
+    again acknowledges the previous message (so one that was being processed when this process died
+    is delivered again to its successor). ``window``: messages the producer may have in flight,
+    including the one being processed (2 = one prefetched).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        node: str = "engine",
+        role: str = "engine",
+        bind: bool = False,
+        allow_remote: bool = False,
+        window: int = 2,
+        ctx: zmq.Context | None = None,
+        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
+        heartbeat_s: float = 0.5,
+        peer_timeout_s: float = 15.0,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if not 1 <= window <= 1024:
+            raise ValueError(f"window: got {window}, expected 1..1024 messages")
+        self.node, self.role, self.window, self.config, self.limits = node, role, window, config, limits
+        self.heartbeat_s, self.peer_timeout_s = heartbeat_s, peer_timeout_s
+        self.session = new_session().hex()
+        self.counters = ChannelCounters()
+        self._sock = make_socket(ctx or zmq.Context.instance(), zmq.DEALER, config)
+        self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
+        self._where = f"{node} <- {self.endpoint}"
+        self._on_bad = BadMessageLog(self._where)
+        self._producer_session = b""
+        self._last_n = 0
+        self._acked = 0
+        self._handed_out = 0
+        self._producer: Peer | None = None
+        self._last_credit_ns = 0
+        self._send_credit()  # the ready handshake: the producer sends nothing before this arrives
+
+    @property
+    def producer(self) -> PeerInfo | None:
+        """The producer as last heard from (None before its first message)."""
+        return None if self._producer is None else self._producer.info()
+
+    def recv(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:
+        """The next message in order; acknowledges the one returned before. None on timeout/stop."""
+        if self._handed_out:
+            self._acked, self._handed_out = self._handed_out, 0
+            self._send_credit()
+        deadline = Deadline(timeout_s)
+        while not stopped(stop):
+            now = time.monotonic_ns()
+            if now - self._last_credit_ns > self.heartbeat_s * 1e9:
+                self._send_credit()  # heartbeat, and the handshake again for a restarted producer
+            check_silence(self._producer, now, self.peer_timeout_s, self._where, self.counters)
+            if not self._sock.poll(deadline.slice_ms(min(POLL_SLICE_S, self.heartbeat_s)), zmq.POLLIN):
+                if deadline.expired():
+                    return None
+                continue
+            msg = self._read_one()
+            if msg is not None:
+                return msg
+        return None
+
+    def close(self, acknowledge: bool = True) -> None:
+        """Acknowledge what was processed, say "stopping" (best effort) and close the socket.
+
+        ``acknowledge=False`` leaves the last message returned by :meth:`recv` unacknowledged, so
+        that the producer delivers it again to the next consumer (a node that stops before it
+        could pass that message's output on).
+        """
+        if self._sock.closed:
+            return
+        if self._handed_out and acknowledge:
+            self._acked, self._handed_out = self._handed_out, 0
+        self._send_credit()
+        self._send(encode(Status.now(self.node, self.role, "stopping", self.counters.as_dict()), self.limits))
+        self._sock.close()
+
+    def __enter__(self) -> LosslessReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, frames: list[Any]) -> None:
+        with contextlib.suppress(zmq.Again):  # not connected yet and queue full: the next one will do
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
+
+    def _send_credit(self) -> None:
+        credit = Credit(
+            self.node,
+            self.session,
+            self._producer_session.hex(),
+            self._acked,
+            self.window,
+            time.monotonic_ns(),
+        )
+        self._send(encode(credit, self.limits))
+        self._last_credit_ns = time.monotonic_ns()
+
+    def _read_one(self) -> DataMessage | None:
+        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=not self.config.zero_copy)
+        envelope = frames[0].bytes if hasattr(frames[0], "bytes") else frames[0]
+        if len(envelope) != _ENVELOPE.size or envelope[:4] != _MAGIC:
+            self.counters.bad += 1
+            self._on_bad(self.counters.bad, ProtocolError(f"envelope: got {len(envelope)} bytes"), frames)
+            return None
+        _, session, n = _ENVELOPE.unpack(envelope)
+        msg = decode_or_count(frames[1:], self.counters, limits=self.limits, on_bad=self._on_bad)
+        if msg is None:
+            return None
+        now = time.monotonic_ns()
+        if session != self._producer_session:
+            if self._producer_session:
+                log.info("%s: producer restarted (session %s)", self._where, session.hex())
+            self._producer_session, self._last_n, self._acked = session, 0, 0
+        if isinstance(msg, Status):
+            if self._producer is None or self._producer.node != msg.node:
+                self._producer = Peer(msg.node, now)
+                self.counters.peers_joined += 1
+            self.counters.heartbeats_received += 1
+            heard(self._producer, now, self._where, msg)
+            return None
+        if self._producer is None:
+            self._producer = Peer("producer", now)
+            self.counters.peers_joined += 1
+        heard(self._producer, now, self._where)
+        self._producer.state = "alive"
+        if not isinstance(msg, (Bundle, Result)):
+            self.counters.bad += 1
+            self._on_bad(self.counters.bad, ProtocolError(f"a producer sent a {msg.kind}"), frames)
+            return None
+        if n <= self._last_n:
+            self.counters.duplicates += 1  # a redelivery after a reconnect: already have it
+            return None
+        self._last_n = self._handed_out = n
+        self.counters.received += 1
+        return msg
