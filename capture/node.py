@@ -25,7 +25,7 @@ from pathlib import Path
 import zmq
 
 from spikereveal.capture.dat import SpikeGeometry, pack_frames
-from spikereveal.capture.sources import Capture, Source, SourceError, looped, open_source, paced
+from spikereveal.capture.sources import Capture, Source, looped, open_source, paced, parse_rate
 from spikereveal.stream.protocol import Bundle
 from spikereveal.stream.transport import (
     LatestPublisher,
@@ -39,21 +39,6 @@ log = logging.getLogger(__name__)
 
 #: ``--policy`` values; "auto" picks lossless for recordings and the simulator, latest for live devices.
 CAPTURE_POLICIES = ("auto", "lossless", "latest")
-
-
-def parse_rate(rate: str | float) -> str | float:
-    """``"realtime"``, ``"max"`` or a speed factor > 0 (``"0.5"`` -> 0.5); SourceError otherwise."""
-    if rate in ("realtime", "max"):
-        return rate
-    try:
-        factor = float(rate)
-    except (TypeError, ValueError):
-        raise SourceError(
-            f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4"
-        ) from None
-    if not factor > 0 or factor == float("inf"):
-        raise SourceError(f"rate {rate!r}: a speed factor must be a finite number > 0")
-    return factor
 
 
 @dataclass(frozen=True)

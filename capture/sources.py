@@ -283,17 +283,22 @@ def paced(
         yield capture
 
 
-def _rate_factor(rate: str | float) -> float | None:
-    if rate == "max":
-        return None
-    if rate == "realtime":
-        return 1.0
+def parse_rate(rate: str | float) -> str | float:
+    """``"realtime"``, ``"max"`` or a speed factor > 0 (``"0.5"`` -> 0.5); SourceError otherwise."""
+    if rate in ("realtime", "max"):
+        return rate
     try:
         factor = float(rate)
     except (TypeError, ValueError):
-        raise SourceError(
-            f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4"
-        ) from None
-    if not factor > 0:
-        raise SourceError(f"rate {rate!r}: a speed factor must be > 0")
+        raise SourceError(f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4") from None
+    if not factor > 0 or factor == float("inf"):
+        raise SourceError(f"rate {rate!r}: a speed factor must be a finite number > 0")
     return factor
+
+
+def _rate_factor(rate: str | float) -> float | None:
+    """Speed-up over the sensor clock: None for "max" (no pacing), 1.0 for "realtime"."""
+    parsed = parse_rate(rate)
+    if parsed == "max":
+        return None
+    return 1.0 if parsed == "realtime" else float(parsed)

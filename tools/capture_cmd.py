@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from spikereveal.capture.node import CAPTURE_POLICIES, CaptureNodeConfig, parse_rate
-from spikereveal.capture.sources import SourceError
+from spikereveal.capture.node import CAPTURE_POLICIES, CaptureNodeConfig
+from spikereveal.capture.sources import SourceError, parse_rate
 
 
 class RateType(click.ParamType):

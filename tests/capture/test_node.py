@@ -20,12 +20,11 @@ from spikereveal.capture.dat import SpikeGeometry, unpack_frames
 from spikereveal.capture.node import (
     CaptureNodeConfig,
     bundle_from_capture,
-    parse_rate,
     resolve_policy,
     run_capture,
 )
 from spikereveal.capture.sample import Sample
-from spikereveal.capture.sources import Capture, SourceError, open_source
+from spikereveal.capture.sources import Capture, SourceError, open_source, parse_rate
 from spikereveal.stream.protocol import Bundle, decode, encode
 from spikereveal.stream.transport import (
     LatestSubscriber,
