@@ -245,7 +245,11 @@ def run_capture(
                 dropped += 1  # stopped while the consumer had no room
             sender.status_counters.update(captures_read=read, captures_dropped=dropped)
         # The end of the source: every bundle acknowledged before saying "finished".
-        if ended and not flush_patiently(sender, idle_timeout_s=config.flush_idle_s, stop=stop) and not stop.is_set():
+        if (
+            ended
+            and not flush_patiently(sender, idle_timeout_s=config.flush_idle_s, stop=stop)
+            and not stop.is_set()
+        ):
             log.error(
                 "%s: %d bundles were never acknowledged (no progress for %.0f s)",
                 config.node,

@@ -290,7 +290,9 @@ def parse_rate(rate: str | float) -> str | float:
     try:
         factor = float(rate)
     except (TypeError, ValueError):
-        raise SourceError(f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4") from None
+        raise SourceError(
+            f"rate {rate!r}: expected realtime, max or a speed factor such as 0.5 or 4"
+        ) from None
     if not factor > 0 or factor == float("inf"):
         raise SourceError(f"rate {rate!r}: a speed factor must be a finite number > 0")
     return factor

@@ -263,7 +263,9 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
             config.weights,
         )
     if config.min_period_ms > 0:
-        deblurrer = PacedDeblurrer(deblurrer, config.min_period_ms / 1000, stop if stop is not None else StopFlag())
+        deblurrer = PacedDeblurrer(
+            deblurrer, config.min_period_ms / 1000, stop if stop is not None else StopFlag()
+        )
     return deblurrer
 
 

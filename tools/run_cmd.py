@@ -57,7 +57,9 @@ def run_pipeline(config: RunConfig, *, verbose: int = 1, grace_s: float = 10.0) 
 @click.option("--window/--no-window", default=None, help="Show a window (default: when there is a screen).")
 @click.option("--record", default=None, help="Write the displayed sequence to this video file.")
 @click.option("--summary", default=None, help="Latency summary JSON (default build/run/latency.json).")
-@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Results left out of latency stats (5).")
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=None, help="Results left out of latency stats (5)."
+)
 @click.option("--allow-remote", is_flag=True, default=None, help="Allow endpoints beyond loopback.")
 def run_command(config_path: Path | None, **flags: object) -> None:
     """Run capture, engine and display as processes; Ctrl-C stops them all."""
