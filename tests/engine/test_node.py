@@ -32,7 +32,6 @@ from spikereveal.engine.node import (
 from spikereveal.engine.windows import exposure_times
 from spikereveal.stream.protocol import Bundle, Result, Status, decode, encode
 from spikereveal.stream.transport import (
-    EndpointError,
     LatestPublisher,
     LatestSubscriber,
     LosslessReceiver,
@@ -42,6 +41,7 @@ from spikereveal.stream.transport import (
     free_tcp_endpoint,
     make_socket,
 )
+from tests.stream.channel_harness import bind_retrying
 
 pytestmark = pytest.mark.timeout(60)  # every wait below is bounded far lower; this catches a bug
 
@@ -313,25 +313,13 @@ def test_a_restarted_engine_picks_up_the_stream(spawn) -> None:
     assert exit_code(second) == 0
 
 
-def _bind_retrying(endpoint: str) -> LosslessSender:
-    """A producer on a fixed port; the previous socket on it is released asynchronously by libzmq."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        try:
-            return LosslessSender(endpoint, node="capture", heartbeat_s=0.1)
-        except EndpointError:
-            if time.monotonic() > deadline:
-                raise
-            threading.Event().wait(0.05)
-
-
 def test_an_engine_that_outlives_its_stream_serves_the_next(spawn) -> None:
     sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
     proc = engine(spawn, sub, pub, "--no-exit-on-finish", "--times", 1)
     with LosslessReceiver(pub, node="display", heartbeat_s=0.1) as consumer:
         seqs = []
         for stream in range(2):
-            with _bind_retrying(sub) as sender:
+            with bind_retrying(sub) as sender:
                 send_all(sender, [make_bundle(seq) for seq in range(3)])
                 deadline = time.monotonic() + WAIT_S
                 while len(seqs) < 3 * (stream + 1) and time.monotonic() < deadline:
