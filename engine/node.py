@@ -24,7 +24,6 @@ not decode), ``dropped_in`` and ``missed_in`` (stale bundles discarded by latest
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.capture.dat import unpack_frames
 from spikereveal.engine.deblur import MODELS, Deblurrer, make_deblurrer, to_uint8
+from spikereveal.engine.threads import usable_cores
 from spikereveal.engine.windows import exposure_times
 from spikereveal.stream.protocol import DEFAULT_LIMITS, Bundle, Result
 from spikereveal.stream.transport import (
@@ -48,28 +49,19 @@ from spikereveal.stream.transport import (
 
 log = logging.getLogger(__name__)
 
-#: RGB pixels per spike pixel per side on every public dataset (and what the LDN was built for).
-SPIKE_SCALE = 4
+#: The sensor relation every public dataset has: spikes at 1/4 of the RGB size per side.
+NOMINAL = Calibration()
+
 #: How long one receive waits before the loop looks at the producer's state and heartbeats.
 IDLE_S = 0.1
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (affinity-aware); the default thread count."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def check_bundle_sizes(bundle: Bundle, scale: int = SPIKE_SCALE) -> None:
-    """Raise ValueError unless the spike frames are exactly 1/``scale`` of the blur per side."""
-    h, w = bundle.blur.shape[:2]
-    g = bundle.geometry
-    if (g.height * scale, g.width * scale) != (h, w):
-        raise ValueError(
-            f"bundle {bundle.seq}: spike frames {g.height}x{g.width} do not fit RGB {h}x{w}: "
-            f"expected {h / scale:g}x{w / scale:g} (1/{scale} per side)"
-        )
+def check_bundle_sizes(bundle: Bundle, calibration: Calibration = NOMINAL) -> None:
+    """Raise CalibrationError (a ValueError) unless the spike frames fit the blur under ``calibration``."""
+    try:
+        calibration.check_sizes(bundle.blur.shape[:2], (bundle.geometry.height, bundle.geometry.width))
+    except CalibrationError as exc:
+        raise CalibrationError(f"bundle {bundle.seq}: {exc}") from None
 
 
 def process_bundle(

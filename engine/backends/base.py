@@ -6,24 +6,17 @@ they accept: the inputs are checked here, once, with the same messages for all o
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
 
 from spikereveal.engine.ldn import SPIKE_SCALE, SPIKE_WINDOW
+from spikereveal.engine.threads import usable_cores  # noqa: F401  (part of the backends' API)
 
 
 class BackendError(ValueError):
     """A backend that cannot be made (unknown name or option, missing device) or bad inputs to it."""
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (affinity-aware), the default thread count of backends."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def check_inputs(blur: np.ndarray, spikes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
