@@ -12,8 +12,8 @@ URIs::
                                  the same with settings (count: stop after that many exposures)
     gopro:PATH[?scene=NAME]      a GOPRO-spike layout set (or what ``spikereveal simulate`` wrote)
     rsb:PATH[?scene=NAME]        an RSB layout set
-    PATH                         a set (layout detected), or one ``.dat`` inside a set's
-                                 ``spike_data/<scene>/`` (just that exposure)
+    PATH                         a set (layout detected), one scene folder ``<set>/spike_data/<scene>``,
+                                 or one ``.dat`` inside it (just that exposure)
 """
 
 from __future__ import annotations
@@ -214,6 +214,9 @@ def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None 
         if path.parent.parent.name != "spike_data":
             raise SourceError(f"source {uri!r}: a single .dat must sit in <set>/spike_data/<scene>/")
         path, scene, stem = path.parents[2], path.parent.name, path.stem
+    elif path.is_dir() and path.parent.name == "spike_data":
+        # One scene of a set: <root>/spike_data/<scene>/
+        path, scene = path.parents[1], path.name
     if not path.is_dir():
         raise SourceError(
             f"source {uri!r}: {path} is not a dataset folder (expected spike_data/ and blur_data/)"

@@ -29,6 +29,11 @@ def test_a_single_dat_file_is_one_exposure_of_its_set(sim_dataset):
     assert capture.sample.name.endswith("0000")
 
 
+def test_a_scene_folder_is_that_scene_of_its_set(sim_dataset):
+    source = open_source(str(sim_dataset / "spike_data/pan"))
+    assert source.scene == "pan" and len(source) == 1
+
+
 def test_simulated_source_is_reproducible_and_continuous():
     first = [c.sample for c in open_source("sim:pan?size=16x24&count=2&seed=5")]
     again = [c.sample for c in open_source("sim:pan?size=16x24&count=2&seed=5")]
