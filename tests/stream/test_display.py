@@ -38,6 +38,7 @@ from spikereveal.stream.transport import (
     make_socket,
 )
 from spikereveal.stream.video import VideoError
+from tests.media import read_video
 
 pytestmark = pytest.mark.timeout(90)  # every wait below is bounded far lower; this catches a bug
 
@@ -67,19 +68,6 @@ def make_result(seq: int, *, blur: bool = True) -> Result:
         blur=np.full((H, W, 3), BLUR_BGR, np.uint8) if blur else None,
         stamps=(("capture.read", t0), ("engine.send", time.monotonic_ns())),
     )
-
-
-def read_video(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} is not a readable video"
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def sharp_levels(frames: list[np.ndarray]) -> list[float]:

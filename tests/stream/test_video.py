@@ -9,21 +9,7 @@ import numpy as np
 import pytest
 
 from spikereveal.stream.video import VIDEO_SUFFIXES, PngWriter, VideoError, VideoRecorder, pad_to_even
-
-
-def read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    """Every frame of a video (decoded) and its frame rate."""
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return frames, fps
+from tests.media import read_video_with_fps
 
 
 def grey(level: int, h: int = 32, w: int = 48) -> np.ndarray:
@@ -37,7 +23,7 @@ def test_writes_an_mp4_that_reads_back_with_count_size_and_fps(tmp_path: Path) -
         for level in levels:
             video.write(grey(level))
     assert video.frames_written == 5 and video.size == (48, 32)
-    frames, fps = read_video(path)
+    frames, fps = read_video_with_fps(path)
     assert len(frames) == 5 and frames[0].shape == (32, 48, 3)
     assert fps == pytest.approx(40.0)
     # Lossy codec, but flat grey frames come back close to their level and in order.
@@ -52,7 +38,7 @@ def test_golden_left_right_colours_survive_the_codec(tmp_path: Path) -> None:
     path = tmp_path / "lr.mp4"
     with VideoRecorder(path, 10.0) as video:
         video.write(frame)
-    (back,), _ = read_video(path)
+    (back,), _ = read_video_with_fps(path)
     left, right = back[8:24, 4:28].mean(axis=(0, 1)), back[8:24, 36:60].mean(axis=(0, 1))
     assert left[0] > 200 and left[2] < 60 and right[2] > 200 and right[0] < 60
 
@@ -61,7 +47,7 @@ def test_odd_sizes_are_padded_not_cropped(tmp_path: Path) -> None:
     path = tmp_path / "odd.mp4"
     with VideoRecorder(path, 10.0) as video:
         video.write(grey(200, 33, 47))
-    frames, _ = read_video(path)
+    frames, _ = read_video_with_fps(path)
     assert frames[0].shape == (34, 48, 3) and video.size == (48, 34)
     assert pad_to_even(grey(1, 4, 6)).shape == (4, 6, 3)
     padded = pad_to_even(grey(9, 3, 5))
@@ -74,7 +60,7 @@ def test_a_frame_of_another_size_is_resized_and_counted(tmp_path: Path) -> None:
         video.write(grey(100))
         video.write(grey(100, 64, 96))
     assert video.resized == 1
-    frames, _ = read_video(path)
+    frames, _ = read_video_with_fps(path)
     assert [f.shape for f in frames] == [(32, 48, 3)] * 2
 
 
@@ -84,7 +70,7 @@ def test_every_listed_container_opens(tmp_path: Path, suffix: str) -> None:
     with VideoRecorder(path, 10.0) as video:
         video.write(grey(50))
         video.write(grey(50))
-    assert len(read_video(path)[0]) == 2
+    assert len(read_video_with_fps(path)[0]) == 2
 
 
 def test_clear_errors(tmp_path: Path) -> None:

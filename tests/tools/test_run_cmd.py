@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 
-import cv2
 import pytest
+
+from tests.media import read_video
 
 
 class RunProcess:
@@ -126,19 +127,16 @@ def test_replay_runs_to_the_end_with_logs_video_and_latency(tmp_path):
     for node in ("capture", "engine", "display"):
         assert f"[{node}]" in run.output
     assert "latency summary" in run.output and "end_to_end" in run.output
-    reader = cv2.VideoCapture(str(video))
-    frames = 0
-    while reader.read()[0]:
-        frames += 1
-    reader.release()
+    frames = len(read_video(video))
     assert frames == 8
     data = json.loads(summary.read_text())
     assert data["end_to_end"]["n"] == 3  # 4 results, 1 warm-up
     assert data["results"] == 4 and data["frames_written"] == 8
 
 
-def test_a_dead_engine_stops_the_run_with_its_name(tmp_path):
-    run = RunProcess(
+def _endless_run(tmp_path) -> RunProcess:
+    """A run of the endless simulated source, in real time, headless."""
+    return RunProcess(
         "--source",
         "sim:pan?size=16x24",
         "--rate",
@@ -149,6 +147,10 @@ def test_a_dead_engine_stops_the_run_with_its_name(tmp_path):
         "--summary",
         str(tmp_path / "latency.json"),
     )
+
+
+def test_a_dead_engine_stops_the_run_with_its_name(tmp_path):
+    run = _endless_run(tmp_path)
     try:
         run.wait_for_line(r"started capture")
         pids = _pids(run)
@@ -163,17 +165,7 @@ def test_a_dead_engine_stops_the_run_with_its_name(tmp_path):
 
 
 def test_sigint_stops_every_node(tmp_path):
-    run = RunProcess(
-        "--source",
-        "sim:pan?size=16x24",
-        "--rate",
-        "realtime",
-        "--no-window",
-        "--record",
-        str(tmp_path / "run.mp4"),
-        "--summary",
-        str(tmp_path / "latency.json"),
-    )
+    run = _endless_run(tmp_path)
     try:
         run.wait_for_line(r"started capture")
         pids = _pids(run)
