@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from spikereveal.stream.errors import SpikeRevealError
+
 # The size ratio of every public spike dataset: 180x320 vs 720x1280, 250x400 vs 1000x1600.
 NOMINAL_SCALE = 4.0
 
@@ -32,7 +34,7 @@ _SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _KEYS = ("id", "scale", "offset", "spike_offset_frames")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(SpikeRevealError):
     """A calibration file or value is wrong, or two sensors' sizes do not fit a calibration."""
 
 
@@ -72,27 +74,60 @@ class Calibration:
                 f"calibration spike_offset_frames: {self.spike_offset_frames!r} is not a whole number of frames"
             )
         if not isinstance(self.id, str) or not self.id:
-            raise CalibrationError(f"calibration id: {self.id!r} is not a non-empty string")
+            raise CalibrationError(
+                f'calibration id: {self.id!r} is not a non-empty string (write it in quotes, e.g. id: "rig-1")'
+            )
 
     def expected_spike_size(self, blur_size: tuple[int, int]) -> tuple[int, int]:
         """Spike frame size (h, w) that goes with an RGB image of ``blur_size`` (H, W)."""
         height, width = blur_size
         return round(height / self.scale), round(width / self.scale)
 
+    def rgb_size_for(self, spike_hw: tuple[int, int]) -> tuple[int, int]:
+        """RGB image size (H, W) that spike frames of ``spike_hw`` (h, w) cover: ``scale`` times per side."""
+        return round(spike_hw[0] * self.scale), round(spike_hw[1] * self.scale)
+
+    def fits(self, blur_hw: tuple[int, int], spike_hw: tuple[int, int]) -> bool:
+        """True when each spike side times ``scale`` lands within half an RGB pixel of the RGB side."""
+        return all(abs(s * self.scale - b) <= 0.5 for s, b in zip(spike_hw, blur_hw, strict=True))
+
     def check_sizes(self, blur_hw: tuple[int, int], spike_hw: tuple[int, int]) -> None:
         """Raise ``CalibrationError`` unless spike frames of ``spike_hw`` fit an RGB image of ``blur_hw``.
 
         Sizes fit when each spike side times ``scale`` lands within half an RGB pixel of the RGB
-        side: for the nominal scale 4 that means exactly 1/4 per side.
+        side: for the nominal scale 4 that means exactly 1/4 per side. The message names both
+        ways out in whole pixels (the RGB size these spikes need, the spike size this RGB needs),
+        never a fractional size no file can have.
         """
-        fits = all(abs(s * self.scale - b) <= 0.5 for s, b in zip(spike_hw, blur_hw, strict=True))
-        if not fits:
-            exp_h, exp_w = (b / self.scale for b in blur_hw)
-            expected = f"{_fmt(exp_h)}x{_fmt(exp_w)}"
-            raise CalibrationError(
-                f"spike frames {spike_hw[0]}x{spike_hw[1]} do not fit RGB {blur_hw[0]}x{blur_hw[1]}: "
-                f"expected {expected} (1/{_fmt(self.scale)} per side, calibration '{self.id}')"
+        if self.fits(blur_hw, spike_hw):
+            return
+        raise CalibrationError(
+            f"spike frames {_hw(spike_hw)} do not fit RGB {_hw(blur_hw)} "
+            f"(1/{_fmt(self.scale)} per side, calibration '{self.id}'): {self.size_advice(blur_hw, spike_hw)}"
+        )
+
+    def size_advice(self, blur_hw: tuple[int, int], spike_hw: tuple[int, int]) -> str:
+        """The sizes that would fit, in whole pixels: the spike size for this RGB, the RGB size for these spikes.
+
+        When no whole spike size fits the RGB image (250x400 at scale 4: 62.5 rows), it says so and
+        why, rather than quoting a fractional size no file can have.
+        """
+        rgb, scale = _hw(blur_hw), _fmt(self.scale)
+        expected = self.expected_spike_size(blur_hw)
+        unfit = [b for b, e in zip(blur_hw, expected, strict=True) if e < 1 or not self.fits((b,), (e,))]
+        if not unfit:
+            other = f"expected {_hw(expected)} spike frames for RGB {rgb}"
+        else:
+            other = (
+                f"no whole spike size fits RGB {rgb} (RGB is {scale}x the spike size per side, "
+                f"and {unfit[0]}/{scale} = {_fmt(unfit[0] / self.scale)})"
             )
+        return f"{other}; spike frames of {_hw(spike_hw)} need RGB {_hw(self.rgb_size_for(spike_hw))}"
+
+    @property
+    def is_nominal_alignment(self) -> bool:
+        """True when the spike grid starts at the RGB image's top-left corner (offset 0, 0)."""
+        return self.offset == (0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form, as written to files and metadata."""
@@ -103,6 +138,10 @@ class Calibration:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def _hw(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def _format_of(path: Path) -> str:
@@ -141,10 +180,32 @@ def load_calibration(path: str | Path) -> Calibration:
         raise CalibrationError(f"{path}: calibration file not found")
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+        data = _load_yaml(text) if fmt == "yaml" else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise CalibrationError(f"{path}: not valid {fmt.upper()}: {exc}") from None
     return calibration_from_dict(data, source=str(path))
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, except that a plain ``id`` value stays the text written in the file.
+
+    YAML 1.1 reads ``id: off`` as False, ``id: no`` as False and ``id: 2024`` as an int; a name is
+    always text, so the top-level ``id`` keeps the scalar's source text (``null``/``~`` stays None,
+    which the record then rejects by name).
+    """
+    data = yaml.safe_load(text)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if isinstance(data, dict) and isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if (
+                isinstance(key, yaml.ScalarNode)
+                and key.value == "id"
+                and isinstance(value, yaml.ScalarNode)
+                and value.tag != "tag:yaml.org,2002:null"
+                and not isinstance(data.get("id"), str)
+            ):
+                data["id"] = value.value
+    return data
 
 
 def save_calibration(path: str | Path, calibration: Calibration) -> Path:

@@ -43,12 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
-import cv2
 import numpy as np
 
 from spikereveal.calibration.model import Calibration, CalibrationError
-from spikereveal.capture.dat import SpikeFormatError, open_dat, read_sidecar
+from spikereveal.capture.dat import open_dat, read_sidecar
+from spikereveal.capture.images import ImageFileError, read_bgr
 from spikereveal.capture.sample import Sample
+from spikereveal.stream.errors import SpikeRevealError
+from spikereveal.stream.spikes import SpikeFormatError
 
 LAYOUTS = ("gopro", "rsb")
 # Official GOPRO-spike convention: 20 spike frames before the exposure, 97 inside, 20 after.
@@ -60,7 +62,7 @@ BLUR_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _LAYOUT_ALIASES = {"gopro": "gopro", "gopro-spike": "gopro", "rsb": "rsb"}
 
 
-class DatasetError(ValueError):
+class DatasetError(SpikeRevealError):
     """A dataset folder does not have the expected layout, or one of its files is wrong."""
 
 
@@ -79,7 +81,8 @@ class DatasetEntry:
         return f"{self.scene}/{self.name}"
 
 
-def _natural_key(text: str) -> list[object]:
+def natural_key(text: str) -> list[object]:
+    """Sort key for names with numbers in them: ``"2.png"`` before ``"10.png"``, case ignored."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
@@ -172,7 +175,7 @@ def _find_sharp(root: Path, scene: str, stem: str) -> tuple[tuple[int | None, Pa
     found: list[tuple[int | None, Path]] = []
     folder = base / stem
     if folder.is_dir():
-        for path in sorted(folder.iterdir(), key=lambda p: _natural_key(p.name)):
+        for path in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
             if not path.is_file() or path.suffix.lower() not in BLUR_SUFFIXES:
                 continue
             if not path.stem.isdigit():
@@ -218,7 +221,7 @@ class SpikeDataset(Sequence[Sample]):
 
     def _scan(self, scene: str | Iterable[str] | None) -> tuple[DatasetEntry, ...]:
         spike_root = self.root / "spike_data"
-        scenes = sorted((p.name for p in spike_root.iterdir() if p.is_dir()), key=_natural_key)
+        scenes = sorted((p.name for p in spike_root.iterdir() if p.is_dir()), key=natural_key)
         if scene is not None:
             wanted = [scene] if isinstance(scene, str) else list(scene)
             missing = [s for s in wanted if s not in scenes]
@@ -229,7 +232,7 @@ class SpikeDataset(Sequence[Sample]):
             scenes = [s for s in scenes if s in wanted]
         entries: list[DatasetEntry] = []
         for scene_name in scenes:
-            dats = sorted((spike_root / scene_name).glob("*.dat"), key=lambda p: _natural_key(p.name))
+            dats = sorted((spike_root / scene_name).glob("*.dat"), key=lambda p: natural_key(p.name))
             for dat in dats:
                 blur = _find_blur(self.root, scene_name, dat.stem, dat)
                 sharp = _find_sharp(self.root, scene_name, dat.stem) if self.layout == "gopro" else ()
@@ -265,7 +268,7 @@ class SpikeDataset(Sequence[Sample]):
 
     def load(self, entry: DatasetEntry) -> Sample:
         """Read one sample's files (blur, spikes, ground truth) into a ``Sample``."""
-        blur = _read_image(entry.blur_path)
+        blur = read_dataset_image(entry.blur_path)
         blur_hw = (blur.shape[0], blur.shape[1])
         if self._meta_blur_size is not None and blur_hw != self._meta_blur_size:
             raise DatasetError(
@@ -276,7 +279,7 @@ class SpikeDataset(Sequence[Sample]):
         exposure = self._exposure_for(entry, spikes.shape[0])
         sharp: dict[int, np.ndarray] = {}
         for index, path in entry.sharp_paths:
-            image = _read_image(path)
+            image = read_dataset_image(path)
             if image.shape != blur.shape:
                 raise DatasetError(
                     f"{path}: ground truth is {image.shape[0]}x{image.shape[1]}, the blur "
@@ -349,11 +352,12 @@ class SpikeDataset(Sequence[Sample]):
         return start, end
 
 
-def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot read the image (missing, empty or not an image)")
-    return image
+def read_dataset_image(path: Path) -> np.ndarray:
+    """:func:`~spikereveal.capture.images.read_bgr`, failing as a :class:`DatasetError` (what readers of a set catch)."""
+    try:
+        return read_bgr(path)
+    except ImageFileError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def open_dataset(

@@ -7,7 +7,12 @@ and the end of the stream:
 - **lossless** (replays and the simulator): wait for the consumer's credit *before* reading the
   next capture, so its ``capture.read`` stamp does not include time spent waiting for the engine;
   at the source's end wait until every bundle is acknowledged, then close with ``"finished"``.
-- **latest** (live devices): publish and never block; at the end close with ``"finished"`` too.
+- **latest** (live devices): wait for the first subscriber, then publish and never block (a
+  bundle sent while nobody listens is dropped and counted); at the end close with ``"finished"``.
+
+Both go through the one :class:`~spikereveal.stream.endpoint.Sender` interface. While no consumer
+is there the node says so every few seconds; a paced replay (``rate`` realtime or a factor) that
+reads and sends slower than the source's rate says so once (``stream.nodes.RealTimeCheck``).
 
 SIGINT/SIGTERM (the :class:`StopFlag`) stop the loop within one bounded wait (pacing sleeps at
 most one capture period) and close with ``"stopping"``.
@@ -24,16 +29,20 @@ from pathlib import Path
 
 import zmq
 
-from spikereveal.capture.dat import SpikeGeometry, pack_frames
-from spikereveal.capture.sources import Capture, Source, looped, open_source, paced, parse_rate
-from spikereveal.stream.protocol import Bundle
-from spikereveal.stream.transport import (
-    LatestPublisher,
-    LosslessSender,
-    StopFlag,
-    flush_patiently,
-    open_sender,
+from spikereveal.capture.sources import (
+    Capture,
+    Source,
+    _rate_factor,
+    looped,
+    open_source,
+    paced,
+    parse_rate,
 )
+from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
+from spikereveal.stream.protocol import Bundle
+from spikereveal.stream.settings import SettingError, setting, validate
+from spikereveal.stream.spikes import SpikeGeometry, pack_frames
+from spikereveal.stream.transport import Sender, StopFlag, open_sender
 
 log = logging.getLogger(__name__)
 
@@ -52,53 +61,60 @@ class CaptureNodeConfig:
     after this long without progress.
     """
 
-    source: str
-    pub: str = "tcp://127.0.0.1:5555"
-    rate: str | float = "realtime"
-    loop: bool = False
-    policy: str = "auto"
-    count: int | None = None
-    flip: bool = True
-    calibration: Path | None = None
-    allow_remote: bool = False
-    node: str = "capture"
-    log_every: int = 100
-    flush_idle_s: float = 60.0
+    source: str = setting(
+        help="Source URI: sample, sim:pan?size=64x96&count=10, gopro:PATH[?scene=S], rsb:PATH, or a path."
+    )
+    pub: str = setting(
+        "tcp://127.0.0.1:5555",
+        help="Endpoint to bind and publish bundles on (tcp://HOST:PORT, ipc://PATH).",
+        yaml=False,  # wiring: ``run`` picks the endpoints
+    )
+    rate: str | float = setting(
+        "realtime",
+        help="Replay speed: realtime, max (no waiting) or a factor (0.5 = half speed).",
+        parse=parse_rate,
+        metavar="realtime|max|FACTOR",
+    )
+    loop: bool = setting(False, help="Start the source again at its end (sequence numbers keep rising).")
+    policy: str = setting(
+        "auto",
+        help="lossless (every bundle, backpressure), latest (live: drop stale), auto: lossless for recordings.",
+        choices=CAPTURE_POLICIES,
+        yaml=False,  # ``run`` sets one policy for every node
+    )
+    count: int | None = setting(None, help="Stop after N captures.", min=1)
+    flip: bool = setting(True, help="Spike files are stored upright (some cameras).", flag="--no-flip")
+    calibration: Path | None = setting(
+        None, help="Spike/RGB calibration file (YAML or JSON); its id travels with every bundle."
+    )
+    allow_remote: bool = setting(
+        False, help="Allow binding beyond loopback (other hosts can connect).", yaml=False
+    )
+    node: str = setting("capture", help="Node name in statuses and logs.", yaml=False)
+    log_every: int = setting(100, help="Info line every N bundles.", min=1)
+    flush_idle_s: float = setting(
+        60.0, help="At the end, give up waiting for acknowledgements after this long idle.", min=0, cli=False
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rate", parse_rate(self.rate))
-        if self.policy not in CAPTURE_POLICIES:
-            raise ValueError(f"policy: got {self.policy!r}, expected one of {', '.join(CAPTURE_POLICIES)}")
-        if self.count is not None and self.count < 1:
-            raise ValueError(f"count: got {self.count}, expected at least 1 capture")
-        if self.log_every < 1:
-            raise ValueError(f"log_every: got {self.log_every}, expected >= 1")
+        validate(self)  # types, choices and ranges as declared above; ``rate`` parsed
         if not self.node:
-            raise ValueError("node: the node name must not be empty")
+            raise SettingError("node", "the node name must not be empty")
 
 
 @dataclass(frozen=True)
-class CaptureReport:
-    """What one run of the node did. ``unacknowledged``: bundles the consumer never confirmed."""
+class CaptureReport(NodeReport):
+    """What one run of the node did. ``unacknowledged``: bundles the consumer never confirmed;
+    ``rate_hz``: bundles sent per second of the run."""
 
-    source_id: str
-    policy: str
-    final_state: str  # "finished" (the source ended) or "stopping" (a signal)
-    captures_read: int
-    bundles_sent: int
-    dropped: int
-    unacknowledged: int
-    elapsed_s: float
+    source_id: str = ""
+    captures_read: int = 0
+    bundles_sent: int = 0
+    dropped: int = 0
 
     @property
-    def rate_hz(self) -> float:
-        """Bundles sent per second of the run."""
-        return self.bundles_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0, or 1 when a finished replay could not deliver everything (the consumer went away)."""
-        return 1 if self.final_state == "finished" and self.unacknowledged else 0
+    def items_out(self) -> int:
+        return self.bundles_sent
 
     def summary(self) -> str:
         """One line for the log: counts, time and rate."""
@@ -173,101 +189,136 @@ def _captures(
     return paced(captures, config.rate, wait=stop.wait)
 
 
+class CaptureNode:
+    """One capture node; :meth:`run` reads and sends until the source ends or ``stop`` is set.
+
+    Opens the source (SourceError names a bad URI) and binds ``config.pub`` (EndpointError for a
+    non-loopback address without ``allow_remote``) in :meth:`run`, before anything is read.
+    """
+
+    def __init__(self, config: CaptureNodeConfig, stop: StopFlag, *, ctx: zmq.Context | None = None) -> None:
+        self.config, self.stop, self.ctx = config, stop, ctx
+        self.waiting = WaitNotice(config.node)
+        self.read = self.sent = self.dropped = 0
+
+    def run(self) -> CaptureReport:
+        """Run to the end; errors in the config raise at once."""
+        config, stop = self.config, self.stop
+        calibration = None
+        if config.calibration is not None:
+            from spikereveal.calibration.model import load_calibration
+
+            calibration = load_calibration(config.calibration)
+        source = open_source(config.source, flip=config.flip, calibration=calibration)
+        source_id = source.source_id
+        policy = resolve_policy(config.policy, source)
+        calibration_id = calibration.id if calibration is not None else ""
+        current: list[Source] = []
+        captures = _captures(config, source, calibration, current, stop)
+        try:
+            sender = open_sender(
+                policy,
+                config.pub,
+                node=config.node,
+                role="capture",
+                allow_remote=config.allow_remote,
+                ctx=self.ctx,
+            )
+        except BaseException:
+            source.close()
+            raise
+        log.info(
+            "%s: %s -> %s (%s, rate %s%s%s)",
+            config.node,
+            source_id,
+            sender.endpoint,
+            policy,
+            config.rate,
+            ", loop" if config.loop else "",
+            f", count {config.count}" if config.count else "",
+        )
+        speed = _rate_factor(config.rate)
+        realtime = (
+            None
+            if speed is None
+            else RealTimeCheck(
+                config.node,
+                done="captures/s read and sent",
+                coming="captures/s at the source's rate",
+                consequence=f"rate {config.rate}: reading the source or sending is the bottleneck",
+                speed=speed,
+            )
+        )
+        ended = False
+        unacknowledged = 0
+        t0 = time.monotonic()
+        try:
+            while not stop.is_set():
+                # Lossless: the credit first, so the bundle's stamps exclude waiting for the engine;
+                # latest: the first subscriber only (a live source never waits after that).
+                if not self._wait_ready(sender):
+                    break
+                t_ready = time.monotonic()
+                capture = next(captures, None)
+                if capture is None:
+                    ended = True
+                    break
+                t_read = time.monotonic_ns()
+                self.read += 1
+                sender.service(0.0)  # credits, (un)subscriptions and heartbeats
+                bundle = bundle_from_capture(capture, source_id, calibration_id, read_t_ns=t_read)
+                if sender.send(bundle.stamped("capture.send"), timeout_s=None, stop=stop):
+                    self.sent += 1
+                    if self.sent % config.log_every == 0:
+                        rate = self.sent / (time.monotonic() - t0)
+                        log.info(
+                            "%s: %d bundles sent (%.1f/s), %d dropped",
+                            config.node,
+                            self.sent,
+                            rate,
+                            self.dropped,
+                        )
+                else:
+                    self.dropped += 1  # nobody listens (latest), or stopped while the consumer had no room
+                if realtime is not None:
+                    realtime.add(capture.index, capture.rgb_t_ns, time.monotonic() - t_ready)
+                sender.status_counters.update(captures_read=self.read, captures_dropped=self.dropped)
+            # The end of the source: every bundle acknowledged before saying "finished".
+            if (
+                ended
+                and not sender.flush_patiently(idle_timeout_s=config.flush_idle_s, stop=stop)
+                and not stop.is_set()
+            ):
+                log.error(
+                    "%s: %d bundles were never acknowledged (no progress for %.0f s)",
+                    config.node,
+                    sender.in_flight,
+                    config.flush_idle_s,
+                )
+            unacknowledged = sender.in_flight
+        finally:
+            final_state = "finished" if ended and not stop.is_set() else "stopping"
+            sender.close(final_state=final_state)
+            current[0].close()  # a device must be released on a signal too (closing twice is harmless)
+        return CaptureReport(
+            source_id=source_id,
+            policy=policy,
+            final_state=final_state,
+            captures_read=self.read,
+            bundles_sent=self.sent,
+            dropped=self.dropped,
+            unacknowledged=unacknowledged,
+            elapsed_s=time.monotonic() - t0,
+        )
+
+    def _wait_ready(self, sender: Sender) -> bool:
+        """Wait for a consumer that can take a bundle now, saying so while none is there."""
+        what = f"a consumer of bundles on {sender.endpoint}"
+        return wait_noting(sender.wait_ready, self.waiting, what, sender.peer_missing, self.stop)
+
+
 def run_capture(
     config: CaptureNodeConfig, stop: StopFlag, *, ctx: zmq.Context | None = None
 ) -> CaptureReport:
-    """Run the node until the source ends or ``stop`` is set; errors in the config raise at once.
-
-    Opens the source (SourceError names a bad URI) and binds ``config.pub`` (EndpointError for a
-    non-loopback address without ``allow_remote``) before anything is read.
-    """
-    calibration = None
-    if config.calibration is not None:
-        from spikereveal.calibration.model import load_calibration
-
-        calibration = load_calibration(config.calibration)
-    source = open_source(config.source, flip=config.flip, calibration=calibration)
-    source_id = source.source_id
-    policy = resolve_policy(config.policy, source)
-    calibration_id = calibration.id if calibration is not None else ""
-    current: list[Source] = []
-    captures = _captures(config, source, calibration, current, stop)
-    try:
-        sender = open_sender(
-            policy, config.pub, node=config.node, role="capture", allow_remote=config.allow_remote, ctx=ctx
-        )
-    except BaseException:
-        source.close()
-        raise
-    log.info(
-        "%s: %s -> %s (%s, rate %s%s%s)",
-        config.node,
-        source_id,
-        sender.endpoint,
-        policy,
-        config.rate,
-        ", loop" if config.loop else "",
-        f", count {config.count}" if config.count else "",
-    )
-    read = sent = dropped = unacknowledged = 0
-    ended = False
-    t0 = time.monotonic()
-    try:
-        if isinstance(sender, LatestPublisher):
-            log.info("%s: waiting for a subscriber on %s", config.node, sender.endpoint)
-            sender.wait_for_subscriber(None, stop)
-        while not stop.is_set():
-            # Lossless: the credit first, so the bundle's stamps exclude waiting for the engine.
-            if isinstance(sender, LosslessSender) and not sender.wait_for_credit(None, stop):
-                break
-            capture = next(captures, None)
-            if capture is None:
-                ended = True
-                break
-            t_read = time.monotonic_ns()
-            read += 1
-            if isinstance(sender, LatestPublisher):
-                sender.service(0.0)  # (un)subscriptions and heartbeats
-            if isinstance(sender, LatestPublisher) and sender.subscribers == 0:
-                dropped += 1  # nobody listens (a consumer restarting): XPUB would discard it anyway
-            elif sender.send(
-                bundle_from_capture(capture, source_id, calibration_id, read_t_ns=t_read).stamped(
-                    "capture.send"
-                ),
-                timeout_s=None,
-                stop=stop,
-            ):
-                sent += 1
-                if sent % config.log_every == 0:
-                    rate = sent / (time.monotonic() - t0)
-                    log.info("%s: %d bundles sent (%.1f/s), %d dropped", config.node, sent, rate, dropped)
-            else:
-                dropped += 1  # stopped while the consumer had no room
-            sender.status_counters.update(captures_read=read, captures_dropped=dropped)
-        # The end of the source: every bundle acknowledged before saying "finished".
-        if (
-            ended
-            and not flush_patiently(sender, idle_timeout_s=config.flush_idle_s, stop=stop)
-            and not stop.is_set()
-        ):
-            log.error(
-                "%s: %d bundles were never acknowledged (no progress for %.0f s)",
-                config.node,
-                sender.in_flight if isinstance(sender, LosslessSender) else 0,
-                config.flush_idle_s,
-            )
-        unacknowledged = sender.in_flight if isinstance(sender, LosslessSender) else 0
-    finally:
-        final_state = "finished" if ended and not stop.is_set() else "stopping"
-        sender.close(final_state=final_state)
-        current[0].close()  # a device must be released on a signal too (closing twice is harmless)
-    return CaptureReport(
-        source_id=source_id,
-        policy=policy,
-        final_state=final_state,
-        captures_read=read,
-        bundles_sent=sent,
-        dropped=dropped,
-        unacknowledged=unacknowledged,
-        elapsed_s=time.monotonic() - t0,
-    )
+    """Run a capture node until the source ends or ``stop`` is set (see :class:`CaptureNode`)."""
+    return CaptureNode(config, stop, ctx=ctx).run()

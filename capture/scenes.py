@@ -16,7 +16,6 @@ simulator and blur synthesis take any source alike.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spikereveal.capture.datasets import DatasetError
+from spikereveal.capture.datasets import DatasetError, natural_key, read_dataset_image
 
 # Textures that load from files inside the scikit-image wheel (no pooch download).
 SKIMAGE_TEXTURES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
@@ -156,17 +155,14 @@ def pan_scene(
     return scene.frames(start, start + num_frames)
 
 
-def _natural_key(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def list_image_files(folder: str | Path) -> list[Path]:
     """Image files in ``folder`` in natural order (``2.png`` before ``10.png``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: image folder not found")
     files = sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: natural_key(p.name),
     )
     if not files:
         raise DatasetError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
@@ -177,9 +173,7 @@ def image_folder_frames(folder: str | Path) -> Iterator[np.ndarray]:
     """Read the images of ``folder`` in natural order as BGR uint8; all must share one size."""
     first_shape: tuple[int, ...] | None = None
     for path in list_image_files(folder):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"{path}: cannot read the image")
+        image = read_dataset_image(path)
         if first_shape is None:
             first_shape = image.shape
         elif image.shape != first_shape:

@@ -20,6 +20,7 @@ import numpy as np
 from spikereveal.capture.datasets import GOPRO_EXPOSURE, GOPRO_FRAMES_PER_SAMPLE
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.spike_camera import DEFAULT_INCREMENT_PER_FRAME, SpikeCamera, bgr_to_grey
+from spikereveal.stream.errors import SpikeRevealError
 
 # Bumped when the output of the same config changes (renderer, camera model, file layout).
 GENERATOR_REVISION = 1
@@ -91,7 +92,7 @@ class SimulationConfig:
         )
 
 
-class IncompleteSampleError(ValueError):
+class IncompleteSampleError(SpikeRevealError):
     """The frame source ran out in the middle of a sample."""
 
     def __init__(self, frames: int, needed: int) -> None:

@@ -29,12 +29,14 @@ from typing import Protocol
 from spikereveal.calibration.model import Calibration
 from spikereveal.capture.datasets import DatasetError, open_dataset
 from spikereveal.capture.sample import Sample
+from spikereveal.stream.errors import SpikeRevealError
+from spikereveal.stream.spikes import parse_size
 
 #: Spike read-out rate assumed for recordings that do not say otherwise (the RSB camera's rate).
 DEFAULT_SPIKE_RATE_HZ = 20_000.0
 
 
-class SourceError(ValueError):
+class SourceError(SpikeRevealError):
     """A source URI that cannot be opened, named with what was expected."""
 
 
@@ -126,6 +128,16 @@ class SimulatedSource:
     texture: str = "astronaut"
 
     def __post_init__(self) -> None:
+        from spikereveal.capture.simulation import SimulationConfig
+
+        # Check the sizes and sensor settings now, when the URI is opened, not at the first read:
+        # a spike size whose frames are not whole bytes must be one error line before any
+        # process starts (``run``) or any socket is bound (the capture node), not a traceback.
+        SimulationConfig(spike_size=self.spike_size, vth=self.vth, seed=self.seed, noise_prob=self.noise_prob)
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"count {self.count} must be >= 1")
+        if not self.spike_rate_hz > 0:
+            raise ValueError(f"rate {self.spike_rate_hz} must be > 0 spike frames per second")
         self.source_id = (
             f"sim:pan?vth={self.vth:g}&seed={self.seed}&size={self.spike_size[0]}x{self.spike_size[1]}"
         )
@@ -164,13 +176,22 @@ def _query_value(query: dict[str, list[str]], key: str, cast: Callable[[str], ob
         raise SourceError(f"source {uri!r}: bad value for {key}: {query[key][-1]!r} ({exc})") from None
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    height, width = text.lower().split("x")
-    return int(height), int(width)
-
-
 def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None = None) -> Source:
-    """Open a source from its URI (see the module docstring); errors name the URI and what fits."""
+    """Open a source from its URI (see the module docstring); errors name the URI and what fits.
+
+    Examples:
+        Two exposures of the simulated pan at 16x24 spikes (the RGB frame is 4x that per side):
+
+        >>> captures = list(open_source("sim:pan?size=16x24&count=2&seed=1"))
+        >>> len(captures), captures[0].sample.blur.shape, captures[0].sample.spikes.shape
+        (2, (64, 96, 3), (137, 16, 24))
+        >>> captures[0].sample.exposure, captures[0].spike_rate_hz
+        ((20, 116), 20000.0)
+        >>> open_source("sim:pan?size=16")
+        Traceback (most recent call last):
+        ...
+        spikereveal.capture.sources.SourceError: source 'sim:pan?size=16': bad value for size: '16' ('16' is not a size HxW (height x width), e.g. 250x400)
+    """
     scheme, sep, rest = uri.partition(":")
     if uri in ("sample", "sim"):
         scheme, sep, rest = uri, ":", ""
@@ -191,7 +212,7 @@ def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None 
         for key, field_name, cast in (
             ("vth", "vth", float),
             ("seed", "seed", int),
-            ("size", "spike_size", _parse_size),
+            ("size", "spike_size", parse_size),
             ("count", "count", int),
             ("noise", "noise_prob", float),
             ("rate", "spike_rate_hz", float),

@@ -13,10 +13,31 @@ from typing import Protocol
 
 import numpy as np
 
+from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.engine.sdm import sdm_sequence
-from spikereveal.engine.windows import LDN_WINDOW, SDM_SHORT_WINDOW, ldn_inputs
+from spikereveal.engine.windows import LDN_WINDOW, SDM_SHORT_WINDOW, check_exposure, ldn_inputs
 
 MODELS = ("ldn", "sdm")
+#: Spike frames each model reads around one output time: what an exposure must leave room for.
+WINDOW_FRAMES = {"ldn": LDN_WINDOW, "sdm": SDM_SHORT_WINDOW}
+#: The LDN's two stride-2 blur convolutions fix its spikes at exactly 1/4 of the RGB size per side.
+LDN_SCALE = 4
+
+
+def check_ldn_sizes(blur_hw: tuple[int, int], spike_hw: tuple[int, int]) -> None:
+    """Raise CalibrationError unless the RGB size is exactly 4x the spike size per side (the LDN's scale).
+
+    The other models resample the spikes to any RGB size a calibration allows; the network cannot,
+    so the message names the RGB size these spikes need and the spike size this RGB would need.
+    """
+    nominal = Calibration(scale=LDN_SCALE, id="ldn")
+    if tuple(blur_hw) == nominal.rgb_size_for(spike_hw):
+        return
+    raise CalibrationError(
+        f"the ldn model needs the RGB image at exactly {LDN_SCALE}x the spike size per side, got RGB "
+        f"{blur_hw[0]}x{blur_hw[1]} with spike frames {spike_hw[0]}x{spike_hw[1]}: "
+        f"{nominal.size_advice(blur_hw, spike_hw)}"
+    )
 
 
 class Deblurrer(Protocol):
@@ -43,6 +64,7 @@ class SDMDeblurrer:
     def sequence(
         self, blur_bgr: np.ndarray, spikes: np.ndarray, exposure: tuple[int, int], times: list[int]
     ) -> np.ndarray:
+        check_exposure(exposure, times, spikes.shape[0], self.short_window)
         return sdm_sequence(blur_bgr, spikes, exposure, times, self.short_window)
 
     def close(self) -> None:
@@ -60,6 +82,8 @@ class LDNDeblurrer:
     def sequence(
         self, blur_bgr: np.ndarray, spikes: np.ndarray, exposure: tuple[int, int], times: list[int]
     ) -> np.ndarray:
+        check_ldn_sizes(blur_bgr.shape[:2], spikes.shape[1:3])
+        check_exposure(exposure, times, spikes.shape[0], self.window)
         blur, windows = ldn_inputs(blur_bgr, spikes, times, self.window)
         sharp = self.backend.run(blur, windows)  # (K, 3, H, W)
         return np.ascontiguousarray(sharp.transpose(0, 2, 3, 1))
@@ -82,8 +106,8 @@ def make_deblurrer(
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     if weights is None:
         raise ValueError(
-            "the ldn model needs --weights (a paper checkpoint or the project's .safetensors); "
-            "use --model sdm to deblur without weights"
+            "weights: the ldn model needs weights (a paper checkpoint or the project's .safetensors); "
+            "the sdm model deblurs without them"
         )
     from spikereveal.engine.backends import create_backend
     from spikereveal.engine.weights import load_ldn_state

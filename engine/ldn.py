@@ -23,8 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SPIKE_WINDOW = 21  # spike frames per input window, centred on the output time
-SPIKE_SCALE = 4  # the spike sensor has 1/4 of the RGB resolution per side
+from spikereveal.engine.windows import LDN_SCALE, LDN_WINDOW
+
+# Declared once in the torch-free windows module (the backends' input checks need them without torch).
+SPIKE_WINDOW = LDN_WINDOW  # spike frames per input window, centred on the output time
+SPIKE_SCALE = LDN_SCALE  # the spike sensor has 1/4 of the RGB resolution per side
 LDN_PARAMETERS = 234_158  # parameter count of the paper's network (and of its released checkpoint)
 
 

@@ -14,7 +14,9 @@ end of the stream:
   redelivered to its successor;
 - when the producer reports ``"finished"`` and nothing is pending, it waits for its own consumer
   to acknowledge every result, closes with ``"finished"`` and returns (unless
-  ``exit_on_finish=False``, for a node that serves stream after stream).
+  ``exit_on_finish=False``, for a node that serves stream after stream);
+- while no producer (or no consumer) is there it says so every few seconds, and when its own
+  processing rate is below the rate of the bundles' sensor times it says so once, with both rates.
 
 Status counters sent with the engine's heartbeats (``Status.counters``, beside the channel's own):
 ``bundles_in``, ``results_out``, ``errors`` (bundles that failed), ``bad_in`` (messages that did
@@ -32,20 +34,16 @@ import numpy as np
 import zmq
 
 from spikereveal.calibration.model import Calibration, CalibrationError
-from spikereveal.capture.dat import unpack_frames
+from spikereveal.engine.backends import BACKENDS
 from spikereveal.engine.deblur import MODELS, Deblurrer, make_deblurrer, to_uint8
 from spikereveal.engine.threads import usable_cores
 from spikereveal.engine.windows import exposure_times
+from spikereveal.stream.channel import RateLimitedLog
+from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
 from spikereveal.stream.protocol import DEFAULT_LIMITS, Bundle, Result
-from spikereveal.stream.transport import (
-    POLICIES,
-    LosslessReceiver,
-    LosslessSender,
-    StopFlag,
-    flush_patiently,
-    open_receiver,
-    open_sender,
-)
+from spikereveal.stream.settings import SettingError, setting, validate
+from spikereveal.stream.spikes import unpack_frames
+from spikereveal.stream.transport import POLICIES, Receiver, Sender, StopFlag, open_receiver, open_sender
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +77,8 @@ def process_bundle(
     Unpacks the spikes (``unpack_frames(bundle.spikes_packed, bundle.geometry)``: (T, h, w) 0/1
     upright), picks ``exposure_times(*bundle.exposure, k)`` and runs ``deblurrer.sequence``.
     Returns a Result with ``frames`` (K, H, W, 3) uint8 BGR, ``spike_times`` those K indices,
-    the blur when ``send_blur``, ``model`` (default: the deblurrer's name) and the bundle's stamps
+    the blur when ``send_blur``, ``model`` (default: the deblurrer's name), the bundle's sensor
+    ``rgb_t_ns``, and the bundle's stamps
     followed by ``engine.recv`` (``recv_t_ns``, default now), ``engine.done`` (after the model)
     and, if ``stamp_send``, ``engine.send`` (the node stamps that itself, right before sending).
     Raises ValueError for a bundle that cannot be processed (sizes, windows outside the spikes).
@@ -98,6 +97,7 @@ def process_bundle(
         model=model or deblurrer.name,
         blur=bundle.blur if send_blur else None,
         stamps=(*bundle.stamps, ("engine.recv", recv_ns), ("engine.done", done_ns)),
+        rgb_t_ns=bundle.rgb_t_ns,  # the display times playback and video by the sensor, not arrivals
     )
     return result.stamped("engine.send") if stamp_send else result
 
@@ -141,35 +141,48 @@ class EngineNodeConfig:
     without progress.
     """
 
-    sub: str = "tcp://127.0.0.1:5555"
-    pub: str = "tcp://127.0.0.1:5556"
-    policy: str = "lossless"
-    model: str | None = None
-    backend: str = "torch"
-    weights: Path | None = None
-    times: int = 5
-    threads: int | None = None
-    send_blur: bool = True
-    allow_remote: bool = False
-    node: str = "engine"
-    exit_on_finish: bool = True
-    min_period_ms: float = 0.0
-    log_every: int = 100
-    flush_idle_s: float = 60.0
+    sub: str = setting("tcp://127.0.0.1:5555", help="The capture node's endpoint to connect to.", yaml=False)
+    pub: str = setting("tcp://127.0.0.1:5556", help="Endpoint to bind and publish results on.", yaml=False)
+    policy: str = setting(
+        "lossless",
+        help="lossless (replay: every bundle, in order) or latest (live: drop stale bundles); as the capture's.",
+        choices=POLICIES,
+        yaml=False,  # ``run`` sets one policy for every node
+    )
+    model: str | None = setting(None, help="Default: ldn with --weights, else sdm.", choices=MODELS)
+    backend: str = setting("torch", help="Where the LDN runs.", choices=tuple(BACKENDS))
+    weights: Path | None = setting(None, help="LDN weights: a paper .pth or the project's .safetensors.")
+    times: int = setting(5, help="Sharp frames K per bundle.", min=1, max=DEFAULT_LIMITS.max_times)
+    threads: int | None = setting(None, help="CPU threads for the model (default: all cores).", min=1)
+    send_blur: bool = setting(
+        True, help="Send the blurry input with each result.", flag="--send-blur/--no-send-blur"
+    )
+    allow_remote: bool = setting(
+        False, help="Allow binding beyond loopback (other hosts can connect).", yaml=False
+    )
+    node: str = setting("engine", help="Node name in statuses and logs.", yaml=False)
+    exit_on_finish: bool = setting(
+        True,
+        help="Exit when the capture node reports the end of its stream, or keep serving the next one.",
+        flag="--exit-on-finish/--no-exit-on-finish",
+    )
+    min_period_ms: float = setting(
+        0.0,
+        help="For tests and benchmarks: make every bundle take at least this long (a slow model).",
+        min=0,
+        hidden=True,
+    )
+    log_every: int = setting(100, help="Info line every N results.", min=1)
+    flush_idle_s: float = setting(
+        60.0, help="At the end, give up waiting for acknowledgements after this long idle.", min=0, cli=False
+    )
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy: got {self.policy!r}, expected one of {', '.join(POLICIES)}")
-        if self.model is not None and self.model not in MODELS:
-            raise ValueError(f"model: got {self.model!r}, expected one of {', '.join(MODELS)}")
+        validate(self)  # types, choices and ranges as declared above
         if self.model == "sdm" and self.weights is not None:
-            raise ValueError("weights: only the ldn model uses weights; drop them or choose --model ldn")
-        if not 1 <= self.times <= DEFAULT_LIMITS.max_times:
-            raise ValueError(f"times: got {self.times}, expected 1..{DEFAULT_LIMITS.max_times} frames")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads: got {self.threads}, expected >= 1")
-        if self.min_period_ms < 0 or self.log_every < 1 or not self.node:
-            raise ValueError("min_period_ms must be >= 0, log_every >= 1 and node not empty")
+            raise SettingError("weights", "only the ldn model uses weights; drop them or choose --model ldn")
+        if not self.node:
+            raise SettingError("node", "the node name must not be empty")
 
     @property
     def model_name(self) -> str:
@@ -185,30 +198,20 @@ class EngineNodeConfig:
 
 
 @dataclass(frozen=True)
-class EngineReport:
-    """What one run of the node did."""
+class EngineReport(NodeReport):
+    """What one run of the node did; ``rate_hz``: results sent per second of the run."""
 
-    model: str
-    policy: str
-    final_state: str  # "finished" (the producer finished) or "stopping" (a signal)
-    bundles_in: int
-    results_out: int
-    errors: int
-    bad_in: int
-    dropped_in: int
-    missed_in: int
-    unacknowledged: int
-    elapsed_s: float
+    model: str = ""
+    bundles_in: int = 0
+    results_out: int = 0
+    errors: int = 0
+    bad_in: int = 0
+    dropped_in: int = 0
+    missed_in: int = 0
 
     @property
-    def rate_hz(self) -> float:
-        """Results sent per second of the run."""
-        return self.results_out / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0, or 1 when a finished stream's results could not all be delivered."""
-        return 1 if self.final_state == "finished" and self.unacknowledged else 0
+    def items_out(self) -> int:
+        return self.results_out
 
     def summary(self) -> str:
         """One line for the log: counts, time and rate."""
@@ -218,25 +221,6 @@ class EngineReport:
             f"{self.dropped_in} dropped, {self.missed_in} missed, {self.unacknowledged} unacknowledged, "
             f"{self.elapsed_s:.1f} s, {self.rate_hz:.2f} results/s"
         )
-
-
-class _FailureLog:
-    """Log failed bundles without flooding: the first ten, then every hundredth."""
-
-    def __init__(self, node: str) -> None:
-        self.node = node
-
-    def __call__(self, count: int, bundle: Bundle, error: Exception) -> None:
-        if count <= 10 or count % 100 == 0:
-            log.warning(
-                "%s: bundle %d from %r skipped (failure #%d): %s",
-                self.node,
-                bundle.seq,
-                bundle.source_id,
-                count,
-                error,
-                exc_info=not isinstance(error, ValueError) and count == 1,
-            )
 
 
 def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> Deblurrer:
@@ -261,6 +245,182 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
     return deblurrer
 
 
+class EngineNode:
+    """One engine node; :meth:`run` serves bundles until its producer finishes or ``stop`` is set.
+
+    The model is built in the constructor (``deblurrer`` overrides it), before any socket opens,
+    so bad weights fail before a peer is kept waiting. Errors in the config or the endpoints
+    raise at once.
+    """
+
+    def __init__(
+        self,
+        config: EngineNodeConfig,
+        stop: StopFlag,
+        *,
+        ctx: zmq.Context | None = None,
+        deblurrer: Deblurrer | None = None,
+    ) -> None:
+        self.config, self.stop, self.ctx = config, stop, ctx
+        self.deblurrer = deblurrer or build_deblurrer(config, stop)
+        self.label = config.model_label if self.deblurrer.name == config.model_name else self.deblurrer.name
+        self.failures = RateLimitedLog(config.node, log)
+        self.waiting = WaitNotice(config.node)
+        self.bundles_in = self.results_out = self.errors = 0
+        self._t0 = time.monotonic()
+        consequence = (
+            "the latest policy drops the rest"
+            if config.policy == "latest"
+            else "the lossless policy slows the source down to this rate"
+        )
+        self.realtime = RealTimeCheck(
+            config.node, done="results/s", coming="bundles/s coming in", consequence=consequence
+        )
+
+    def run(self) -> EngineReport:
+        """Serve to the end; always closes both channels and the model."""
+        config, stop = self.config, self.stop
+        options = {
+            "node": config.node,
+            "role": "engine",
+            "allow_remote": config.allow_remote,
+            "ctx": self.ctx,
+        }
+        receiver: Receiver | None = None
+        sender: Sender | None = None
+        unacknowledged = 0
+        finished_seen = False  # the producer's "finished" handled (with exit_on_finish=False)
+        handed_on = True  # the last bundle received has its result sent (or failed): safe to acknowledge
+        final_state = "stopping"
+        t0 = self._t0 = time.monotonic()
+        try:
+            receiver = open_receiver(config.policy, config.sub, **options)
+            sender = open_sender(config.policy, config.pub, **options)
+            log.info(
+                "%s: %s -> %s -> %s (%s)", config.node, config.sub, self.label, sender.endpoint, config.policy
+            )
+            while not stop.is_set():
+                msg = receiver.recv(timeout_s=IDLE_S, stop=stop)
+                if msg is None:
+                    self._publish_counters(receiver, sender)  # bad messages may have come in meanwhile
+                    sender.service(0.0, stop)  # heartbeats and credits while idle
+                    producer = receiver.producer
+                    if producer is None or producer.state != "finished" or finished_seen:
+                        why = receiver.peer_missing()
+                        if why is not None:
+                            self.waiting.still(f"bundles from {config.sub}", why)
+                        continue
+                    # The producer sent everything and this node has processed it all.
+                    if config.exit_on_finish:
+                        final_state = "finished"
+                        break
+                    finished_seen = True  # results still in flight are acknowledged while serving the next
+                    log.info(
+                        "%s: stream finished after %d bundles; waiting for the next",
+                        config.node,
+                        self.bundles_in,
+                    )
+                    continue
+                self.waiting.over()
+                finished_seen = False
+                handed_on = False
+                sent = self._serve(msg, sender)
+                if sent is None:  # stopped while waiting for the consumer
+                    break
+                handed_on = True
+                self._publish_counters(receiver, sender)
+            if final_state == "finished":
+                self._publish_counters(receiver, sender)
+                if not sender.flush_patiently(idle_timeout_s=config.flush_idle_s, stop=stop):
+                    unacknowledged = sender.in_flight
+                    log.error("%s: %d results were never acknowledged", config.node, unacknowledged)
+                    if stop.is_set():
+                        final_state = "stopping"
+        finally:
+            if sender is not None:
+                sender.close(final_state=final_state)
+            if receiver is not None:
+                # A bundle whose result never left goes to the next engine instead of being lost.
+                receiver.close(acknowledge=handed_on)
+            self.deblurrer.close()
+        return EngineReport(
+            model=self.label,
+            policy=config.policy,
+            final_state=final_state,
+            unacknowledged=unacknowledged,
+            elapsed_s=time.monotonic() - t0,
+            **self._counts(receiver),
+        )
+
+    def _serve(self, msg: object, sender: Sender) -> bool | None:
+        """Process one message and send its result: True if sent, False if it failed or nobody
+        took it (counted either way), None if the node stopped before it could send."""
+        config = self.config
+        recv_ns = time.monotonic_ns()
+        if not isinstance(msg, Bundle):
+            self.errors += 1
+            self._failed(msg, ValueError(f"expected a bundle, got a {getattr(msg, 'kind', msg)}"))
+            return False
+        self.bundles_in += 1
+        try:
+            result = process_bundle(
+                msg,
+                self.deblurrer,
+                config.times,
+                config.send_blur,
+                model=self.label,
+                recv_t_ns=recv_ns,
+                stamp_send=False,
+            )
+        except (ValueError, RuntimeError) as exc:  # RuntimeError: a backend's own shape checks
+            # Nothing to hand on: acknowledge it, never redeliver a poison bundle.
+            self.errors += 1
+            self._failed(msg, exc)
+            return False
+        busy_s = (time.monotonic_ns() - recv_ns) / 1e9
+        # Lossless: wait for room first, so "engine.done->engine.send" shows the backpressure.
+        what = f"a consumer of results on {sender.endpoint}"
+        if not wait_noting(sender.wait_ready, self.waiting, what, sender.peer_missing, self.stop):
+            return None
+        t_send = time.monotonic()
+        if not sender.send(result.stamped("engine.send"), timeout_s=None, stop=self.stop):
+            return None if self.stop.is_set() else False  # latest: the consumer left meanwhile
+        self.realtime.add(msg.seq, msg.rgb_t_ns, busy_s + time.monotonic() - t_send)
+        self.results_out += 1
+        if self.results_out % config.log_every == 0:
+            rate = self.results_out / max(1e-9, time.monotonic() - self._t0)
+            log.info(
+                "%s: %d results out (%.2f/s), %d failed", config.node, self.results_out, rate, self.errors
+            )
+        return True
+
+    def _failed(self, msg: object, error: Exception) -> None:
+        self.failures.warn(
+            self.errors,
+            "bundle %s from %r skipped (failure #%d): %s",
+            getattr(msg, "seq", "?"),
+            getattr(msg, "source_id", "?"),
+            self.errors,
+            error,
+            exc_info=not isinstance(error, ValueError) and self.errors == 1,
+        )
+
+    def _counts(self, receiver: Receiver) -> dict[str, int]:
+        """The node's counts, as in its Status heartbeats and its report."""
+        c = receiver.counters
+        return {
+            "bundles_in": self.bundles_in,
+            "results_out": self.results_out,
+            "errors": self.errors,
+            "bad_in": c.bad,
+            "dropped_in": c.dropped,
+            "missed_in": c.missed,
+        }
+
+    def _publish_counters(self, receiver: Receiver, sender: Sender) -> None:
+        sender.status_counters.update(self._counts(receiver))
+
+
 def run_engine(
     config: EngineNodeConfig,
     stop: StopFlag,
@@ -268,119 +428,6 @@ def run_engine(
     ctx: zmq.Context | None = None,
     deblurrer: Deblurrer | None = None,
 ) -> EngineReport:
-    """Run the node until its producer finishes (``exit_on_finish``) or ``stop`` is set.
-
-    The model is built (``deblurrer`` overrides it) before any socket opens, so bad weights fail
-    before a peer is kept waiting. Errors in the config or the endpoints raise at once.
-    """
-    deblurrer = deblurrer or build_deblurrer(config, stop)
-    label = config.model_label if deblurrer.name == config.model_name else deblurrer.name
-    options = {"node": config.node, "role": "engine", "allow_remote": config.allow_remote, "ctx": ctx}
-    receiver = sender = None
-    bundles_in = results_out = errors = 0
-    unacknowledged = 0
-    on_failure = _FailureLog(config.node)
-    finished_seen = False  # the producer's "finished" handled (with exit_on_finish=False)
-    handed_on = True  # the last bundle received has its result sent (or failed): safe to acknowledge
-    final_state = "stopping"
-    t0 = time.monotonic()
-    try:
-        receiver = open_receiver(config.policy, config.sub, **options)
-        sender = open_sender(config.policy, config.pub, **options)
-        log.info("%s: %s -> %s -> %s (%s)", config.node, config.sub, label, sender.endpoint, config.policy)
-
-        def publish_counters() -> None:
-            c = receiver.counters
-            sender.status_counters.update(
-                bundles_in=bundles_in,
-                results_out=results_out,
-                errors=errors,
-                bad_in=c.bad,
-                dropped_in=c.dropped,
-                missed_in=c.missed,
-            )
-
-        while not stop.is_set():
-            msg = receiver.recv(timeout_s=IDLE_S, stop=stop)
-            if msg is None:
-                publish_counters()  # bad messages may have come in meanwhile
-                sender.service(0.0, stop)  # heartbeats and credits while idle
-                producer = receiver.producer
-                if producer is None or producer.state != "finished" or finished_seen:
-                    continue
-                # The producer sent everything and this node has processed it all.
-                if config.exit_on_finish:
-                    final_state = "finished"
-                    break
-                finished_seen = True  # results still in flight are acknowledged while serving the next
-                log.info(
-                    "%s: stream finished after %d bundles; waiting for the next", config.node, bundles_in
-                )
-                continue
-            recv_ns = time.monotonic_ns()
-            finished_seen = False
-            if not isinstance(msg, Bundle):
-                errors += 1
-                on_failure(errors, msg, ValueError(f"expected a bundle, got a {msg.kind}"))  # type: ignore[arg-type]
-                publish_counters()
-                continue
-            bundles_in += 1
-            handed_on = False
-            try:
-                result = process_bundle(
-                    msg,
-                    deblurrer,
-                    config.times,
-                    config.send_blur,
-                    model=label,
-                    recv_t_ns=recv_ns,
-                    stamp_send=False,
-                )
-            except (ValueError, RuntimeError) as exc:  # RuntimeError: a backend's own shape checks
-                errors += 1
-                handed_on = True  # nothing to hand on: acknowledge it, never redeliver a poison bundle
-                on_failure(errors, msg, exc)
-                publish_counters()
-                continue
-            # Lossless: wait for room first, so "engine.done->engine.send" shows the backpressure.
-            if isinstance(sender, LosslessSender) and not sender.wait_for_credit(None, stop):
-                break
-            if not sender.send(result.stamped("engine.send"), timeout_s=None, stop=stop):
-                break
-            handed_on = True
-            results_out += 1
-            publish_counters()
-            if results_out % config.log_every == 0:
-                rate = results_out / (time.monotonic() - t0)
-                log.info("%s: %d results out (%.2f/s), %d failed", config.node, results_out, rate, errors)
-        if final_state == "finished":
-            publish_counters()
-            if not flush_patiently(sender, idle_timeout_s=config.flush_idle_s, stop=stop):
-                unacknowledged = sender.in_flight if isinstance(sender, LosslessSender) else 0
-                log.error("%s: %d results were never acknowledged", config.node, unacknowledged)
-                if stop.is_set():
-                    final_state = "stopping"
-    finally:
-        if sender is not None:
-            sender.close(final_state=final_state)
-        if receiver is not None:
-            if isinstance(receiver, LosslessReceiver):
-                # A bundle whose result never left goes to the next engine instead of being lost.
-                receiver.close(acknowledge=handed_on)
-            else:
-                receiver.close()
-        deblurrer.close()
-    c = receiver.counters
-    return EngineReport(
-        model=label,
-        policy=config.policy,
-        final_state=final_state,
-        bundles_in=bundles_in,
-        results_out=results_out,
-        errors=errors,
-        bad_in=c.bad,
-        dropped_in=c.dropped,
-        missed_in=c.missed,
-        unacknowledged=unacknowledged,
-        elapsed_s=time.monotonic() - t0,
-    )
+    """Run an engine node until its producer finishes (``exit_on_finish``) or ``stop`` is set
+    (see :class:`EngineNode`)."""
+    return EngineNode(config, stop, ctx=ctx, deblurrer=deblurrer).run()

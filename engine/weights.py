@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from spikereveal.engine.ldn import LDN
+from spikereveal.stream.errors import SpikeRevealError
 
 #: Metadata ``format`` value of the project's own files, and its version (bump on layout changes).
 FORMAT_NAME = "spikereveal-ldn"
@@ -38,7 +39,7 @@ ARCHITECTURE = "ldn"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "params")
 
 
-class WeightsError(ValueError):
+class WeightsError(SpikeRevealError):
     """A weights file that is missing, unreadable, unsafe, or not an LDN state_dict."""
 
 

@@ -9,20 +9,31 @@ from __future__ import annotations
 import numpy as np
 
 from spikereveal.engine.tfp import window_bounds
+from spikereveal.stream.errors import SpikeRevealError
 
 #: Spike frames the LDN sees per output frame; the output is the frame at the window centre.
 LDN_WINDOW = 21
+#: The LDN's RGB input is this many times the spike size per side (the spike sensor has 1/4 of it).
+LDN_SCALE = 4
 #: TFP_short length of the released SDM teacher (DESIGN.md).
 SDM_SHORT_WINDOW = 9
 #: Frames kept outside the exposure on each side in the GOPRO-spike convention (137 = 20 + 97 + 20).
 DEFAULT_MARGIN = 20
 
 
+class ExposureError(SpikeRevealError):
+    """An exposure, a number of output times or a spike window that does not fit the spike stream."""
+
+
 def default_exposure(num_frames: int, margin: int = DEFAULT_MARGIN) -> tuple[int, int]:
-    """Exposure of a stream with ``margin`` spare frames on each side (20..116 for 137 frames)."""
+    """Exposure of a stream with ``margin`` spare frames on each side (20..116 for 137 frames).
+
+    Raises ExposureError when the stream is too short to keep the margins (fewer than
+    ``2 * margin + 1`` frames): the caller must then be told an explicit exposure.
+    """
     start, end = margin, num_frames - 1 - margin
     if end < start:
-        raise ValueError(
+        raise ExposureError(
             f"{num_frames} spike frames leave no exposure after a margin of {margin} frames on each side; "
             f"need at least {2 * margin + 1} frames or an explicit exposure"
         )
@@ -33,15 +44,62 @@ def exposure_times(start: int, end: int, count: int) -> list[int]:
     """``count`` spike indices evenly spaced over ``start..end`` inclusive.
 
     K=5 over 20..116 gives 20, 44, 68, 92, 116; K=1 gives the middle (68). Halves round up so
-    the result does not depend on banker's rounding.
+    the result does not depend on banker's rounding. ``count`` may not exceed the exposure's
+    ``end - start + 1`` frames: more would repeat spike indices, i.e. write the same frame twice
+    under two names (ExposureError).
     """
     if count < 1:
-        raise ValueError(f"number of output times must be >= 1, got {count}")
+        raise ExposureError(f"number of output times must be >= 1, got {count}")
     if end < start:
-        raise ValueError(f"exposure {start}:{end} is empty (end before start)")
+        raise ExposureError(f"exposure {start}:{end} is empty (end before start)")
+    frames = end - start + 1
+    if count > frames:
+        raise ExposureError(
+            f"{count} output times over exposure {start}:{end} would repeat spike frames: "
+            f"the exposure has {frames} frame{'s' if frames != 1 else ''}, so at most {frames} output "
+            f"time{'s' if frames != 1 else ''}"
+        )
     if count == 1:
         return [int(np.floor((start + end) / 2 + 0.5))]
     return [int(np.floor(t + 0.5)) for t in np.linspace(start, end, count)]
+
+
+def check_exposure(
+    exposure: tuple[int, int], times: list[int], num_frames: int, window: int, reader: str = "the model"
+) -> None:
+    """Raise ExposureError unless a model can read ``exposure`` and ``times`` from ``num_frames`` frames.
+
+    Every model reads the TFP over the whole exposure and the ``window`` frames centred on each
+    output time (9 for SDM's TFP_short, 21 for the LDN), so the exposure must lie inside the stream
+    and each time at least ``window // 2`` frames from its ends. The message says which exposure
+    would fit, since the caller chose an exposure, not a window; ``reader`` names who reads the
+    window ("the sdm model").
+    """
+    start, end = exposure
+    half = window // 2
+    last = num_frames - 1
+    stream = f"a stream of {num_frames} spike frames (0..{last})" if num_frames else "an empty spike stream"
+    if not 0 <= start <= end <= last:
+        raise ExposureError(f"exposure {start}:{end} is outside {stream}")
+    if num_frames < window:
+        raise ExposureError(
+            f"{stream} is shorter than the {window} frames {reader} reads around each output time; "
+            f"need at least {window} frames"
+        )
+    bad = [t for t in times if not half <= t <= last - half]
+    if not bad:
+        return
+    t = bad[0]
+    where = (
+        "that time sits in the exposure's middle, so the middle"
+        if len(times) == 1
+        else "the first and last output times sit on the exposure's ends, so the exposure"
+    )
+    raise ExposureError(
+        f"exposure {start}:{end} does not fit {stream}: output time {t} needs spike frames "
+        f"{t - half}..{t + half} (the {window} frames {reader} reads around it), outside the stream; {where} "
+        f"must lie within {half}..{last - half}"
+    )
 
 
 def frames_needed(exposure: tuple[int, int], times: list[int], length: int = LDN_WINDOW) -> tuple[int, int]:

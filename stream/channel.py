@@ -55,16 +55,35 @@ class ChannelCounters:
         return asdict(self)
 
 
-class BadMessageLog:
-    """Log bad messages without flooding: the first ten, then every hundredth."""
+class RateLimitedLog:
+    """Warn about a repeated failure without flooding the log: the first ``first``, then every ``every``-th.
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    One per kind of failure (bad messages on a channel end, bundles an engine could not process);
+    ``count`` is that failure's running count, which the caller keeps in its counters anyway.
+    """
+
+    def __init__(
+        self, where: str, logger: logging.Logger = log, *, first: int = 10, every: int = 100
+    ) -> None:
+        self.where, self.logger, self.first, self.every = where, logger, first, every
+
+    def due(self, count: int) -> bool:
+        """Whether failure number ``count`` (1, 2, ...) is logged."""
+        return count <= self.first or count % self.every == 0
+
+    def warn(self, count: int, message: str, *args: object, exc_info: bool = False) -> None:
+        """``logger.warning("<where>: " + message, *args)`` if failure ``count`` is due."""
+        if self.due(count):
+            self.logger.warning("%s: " + message, self.where, *args, exc_info=exc_info)
+
+
+class BadMessageLog(RateLimitedLog):
+    """Log bad messages without flooding (see :class:`RateLimitedLog`), with their frame sizes."""
 
     def __call__(self, count: int, error: Exception, frames: Sequence[Any]) -> None:
-        if count <= 10 or count % 100 == 0:
+        if self.due(count):
             sizes = [frame_len(f) for f in frames][:8]
-            log.warning("%s: bad message #%d (frame sizes %s): %s", self.where, count, sizes, error)
+            self.warn(count, "bad message #%d (frame sizes %s): %s", count, sizes, error)
 
 
 def frame_len(frame: Any) -> int:

@@ -18,7 +18,11 @@ and nothing is left to play (unless ``exit_on_finish`` is off), on SIGINT/SIGTER
 its :class:`~spikereveal.stream.transport.StopFlag`), or on ``q``/Esc; every way out closes the
 video properly (a killed writer leaves an unplayable .mp4) and writes the JSON summary:
 ``LatencyStats.summary()`` plus the channel counters, frames written and output paths.
-A malformed message is counted by the receiver and never reaches this loop.
+A malformed message is counted by the receiver and never reaches this loop. Each capture is shown
+once (``stream.nodes.OnceFilter``): a result that comes again after its producer restarted (lossless
+delivery is at-least-once across a restart) is discarded and counted, as ``duplicates`` in the
+summary and in ``counters.duplicates`` (which also counts the channel's own redeliveries). While no
+producer is there the node says what it waits for, every few seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -39,19 +45,22 @@ import cv2
 import numpy as np
 
 from spikereveal.stream.latency import LatencyStats
+from spikereveal.stream.nodes import OnceFilter, WaitNotice
 from spikereveal.stream.player import (
     DEFAULT_RGB_FPS,
-    ArrivalRate,
     OverlayInfo,
     Playback,
     PlayFrame,
     RateMeter,
+    RgbRate,
     compose_canvas,
     draw_overlay,
     fit_for_screen,
     overlay_lines,
+    window_limits,
 )
 from spikereveal.stream.protocol import Result
+from spikereveal.stream.settings import setting, validate
 from spikereveal.stream.transport import (
     POLICIES,
     Receiver,
@@ -72,6 +81,8 @@ DEFAULT_SNAPSHOTS = Path("build/run/snapshots")
 WINDOW_TITLE = "SpikeReveal-RT: blur | sharp"
 
 KEY_ESC = 27
+#: Seconds a note (``saved PATH``) stays in the overlay.
+NOTE_S = 4.0
 #: Size of the placeholder shown before the first result (H, W, 3).
 WAITING_SHAPE = (360, 960, 3)
 
@@ -82,37 +93,61 @@ class DisplayConfig:
 
     ``record``: also write a video (headless without ``record`` writes :data:`DEFAULT_RECORD`).
     ``png_dir``: write every frame as PNG there (snapshots go there too, else
-    :data:`DEFAULT_SNAPSHOTS`). ``rgb_fps``: the RGB frame rate; None estimates it from result
-    arrivals. ``warmup``: results left out of the latency percentiles. ``probe_results``: results
+    :data:`DEFAULT_SNAPSHOTS`). ``rgb_fps``: the RGB frame rate; None takes it from the results'
+    sensor times (from their arrivals when they carry none). ``warmup``: results left out of the latency percentiles. ``probe_results``: results
     held back (when ``rgb_fps`` is None) to estimate the rate before the video's frame rate is
     fixed. ``max_pending``: results waiting to be played in the window before backpressure (lossless)
     or skipping (latest).
     """
 
-    sub: str
-    policy: str = "lossless"
-    window: bool = True
-    record: Path | None = None
-    png_dir: Path | None = None
-    summary: Path = DEFAULT_SUMMARY
-    exit_on_finish: bool = True
-    node: str = "display"
-    rgb_fps: float | None = None
-    warmup: int = 10
-    allow_remote: bool = False
-    probe_results: int = 8
-    max_pending: int = 4
+    sub: str = setting(help="The engine's results endpoint, e.g. tcp://127.0.0.1:5556.", yaml=False)
+    policy: str = setting(
+        "lossless",
+        help="lossless: every result, in order (replay); latest: newest only (live).",
+        choices=POLICIES,
+        yaml=False,  # ``run`` sets one policy for every node
+    )
+    window: bool = setting(
+        True,
+        help="Show an OpenCV window; --no-window writes a video instead (also the fallback without a screen).",
+        flag="--window/--no-window",
+    )
+    record: Path | None = setting(
+        None,
+        help="Write blur | sharp frames to this video (.mp4). Default without a window: build/run/display.mp4.",
+    )
+    png_dir: Path | None = setting(
+        None, help="Also write every frame as PNG here (window snapshots go here too).", path="dir"
+    )
+    summary: Path = setting(DEFAULT_SUMMARY, help="Latency and counters JSON written at exit.")
+    exit_on_finish: bool = setting(
+        True,
+        help="Exit 0 when the engine reports that the stream is finished.",
+        flag="--exit-on-finish/--no-exit-on-finish",
+    )
+    node: str = setting("display", help="This node's name (in logs and statuses).", yaml=False)
+    rgb_fps: float | None = setting(
+        None,
+        help="RGB frame rate; sharp frames play at K times it. Default: from the sensor times of the results.",
+        min=0,
+        min_open=True,
+    )
+    # Five, not ten: the first results carry the connection set-up and the model's first (lazy)
+    # call, and by the fifth the pipeline is steady; ten would leave a short run (the demo streams
+    # 16 exposures) with few latency samples. One default for ``display`` and ``run`` alike.
+    warmup: int = setting(5, help="Results left out of the latency percentiles.", min=0)
+    allow_remote: bool = setting(
+        False, help="Accepted for symmetry with the other nodes (display connects).", yaml=False
+    )
+    probe_results: int = setting(
+        8, help="Results held back to estimate the RGB rate before the video opens.", min=1, cli=False
+    )
+    max_pending: int = setting(
+        4, help="Results waiting to be played before backpressure or skipping.", min=1, cli=False
+    )
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy: got {self.policy!r}, expected one of {', '.join(POLICIES)}")
-        if self.rgb_fps is not None and not (math.isfinite(self.rgb_fps) and self.rgb_fps > 0):
-            raise ValueError(f"rgb_fps: got {self.rgb_fps}, expected a number > 0")
-        if self.warmup < 0 or self.probe_results < 1 or self.max_pending < 1:
-            raise ValueError(
-                f"warmup {self.warmup}, probe_results {self.probe_results}, max_pending {self.max_pending}: "
-                "expected >= 0, >= 1, >= 1"
-            )
+        validate(self)  # types, choices and ranges as declared above
         if self.record is not None and Path(self.record).suffix.lower() not in VIDEO_SUFFIXES:
             raise VideoError(
                 f"{self.record}: unknown video container {Path(self.record).suffix or '(no extension)'!r}; "
@@ -133,6 +168,28 @@ def screen_available() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
+
+
+def screen_size(display: str | None = None, timeout_s: float = 5.0) -> tuple[int, int] | None:
+    """(height, width) in pixels of the X screen ``display`` (default: $DISPLAY); None if unknown.
+
+    Asks ``xdpyinfo`` (X11's own tool, where installed) rather than a GUI toolkit: OpenCV has no
+    portable query, and probing with a full-screen window would flash on the user's screen.
+    """
+    display = display if display is not None else os.environ.get("DISPLAY")
+    exe = shutil.which("xdpyinfo")
+    if not display or exe is None:
+        return None
+    try:
+        done = subprocess.run(
+            [exe, "-display", display], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"dimensions:\s+(\d+)x(\d+) pixels", done.stdout)
+    if done.returncode != 0 or match is None:
+        return None
+    return int(match.group(2)), int(match.group(1))
 
 
 def gui_probe(timeout_s: float = 20.0) -> str | None:
@@ -156,8 +213,7 @@ def gui_probe(timeout_s: float = 20.0) -> str | None:
 
 def producer_state(receiver: Receiver) -> str | None:
     """The state the producer last reported (None before it was heard from)."""
-    # Both receivers name it ``producer``; ``publisher`` is the latest-wins subscriber's older name.
-    peer = receiver.producer if hasattr(receiver, "producer") else receiver.publisher
+    peer = receiver.producer
     return None if peer is None else peer.state
 
 
@@ -169,8 +225,11 @@ class Recording:
     """Every received frame, as a blur | sharp canvas, into a video and/or numbered PNGs.
 
     A video's frame rate is fixed when it opens: K x the RGB rate. With ``rgb_fps`` given that is
-    known at the first result; otherwise the first ``probe_results`` results are held back until
-    their arrival rate gives an estimate (or the stream ends: :meth:`flush`), and only then written.
+    known at the first result. Otherwise it comes from the spacing of the results' sensor times
+    (``Result.rgb_t_ns``), known from the second result: a slow engine or a burst of arrivals
+    does not change how fast the video plays. Results without sensor times (an older engine)
+    are held back, up to ``probe_results``, until their arrival rate gives an estimate (or the
+    stream ends: :meth:`flush`), and only then written.
     """
 
     def __init__(
@@ -186,7 +245,7 @@ class Recording:
         self.fixed_rgb_fps, self.probe_results, self.default_rgb_fps = rgb_fps, probe_results, default_rgb_fps
         self.pngs = None if png_dir is None else PngWriter(png_dir)
         self.video: VideoRecorder | None = None
-        self.arrivals = ArrivalRate()
+        self.rates = RgbRate()
         self.rgb_fps: float | None = None  # the rate the video was opened with
         self.video_fps: float | None = None
         self.frames_written = 0
@@ -200,9 +259,14 @@ class Recording:
         """Take one result that arrived at ``now_s``; returns the frames written now."""
         if not self.enabled:
             return 0
-        self.arrivals.add(now_s)
+        self.rates.add(result, now_s)
         self._held.append(result)
-        if self.rgb_fps is None and self.fixed_rgb_fps is None and len(self._held) < self.probe_results:
+        if (
+            self.rgb_fps is None
+            and self.fixed_rgb_fps is None
+            and self.rates.sensor.rate_hz is None
+            and len(self._held) < self.probe_results
+        ):
             return 0
         return self.flush()
 
@@ -211,7 +275,7 @@ class Recording:
         if not self._held:
             return 0
         if self.rgb_fps is None:
-            self.rgb_fps = self.fixed_rgb_fps or self.arrivals.rate_hz or self.default_rgb_fps
+            self.rgb_fps = self.fixed_rgb_fps or self.rates.rate_hz or self.default_rgb_fps
             # Two decimals: the MPEG-4 time base needs a denominator <= 65535 (29.97 -> 2997/100).
             self.video_fps = round(self.rgb_fps * self._held[0].k, 2)
             if self.video_path is not None:
@@ -331,6 +395,11 @@ class DisplayNode:
         self._p50_at_s = -math.inf
         self._drawn_at_s = -math.inf
         self._wrong_kind_logged = False
+        self._note: tuple[str, float] = ("", -math.inf)  # (text, until when) for the overlay
+        self._limits_hw = window_limits(None)  # (max H, max W) of the window's content
+        # Exactly once to the user: a producer restarted mid-stream may send a result again.
+        self.once = OnceFilter()
+        self.waiting = WaitNotice(config.node)
 
     # -- set-up --------------------------------------------------------------------------------
     def _make_window(self) -> Window | None:
@@ -344,10 +413,20 @@ class DisplayNode:
             log.warning("cannot open a window (%s): running headless, writing a video", problem)
             return None
         try:
-            return Window()
+            window = Window()
         except GuiUnavailable as exc:
             log.warning("cannot open a window (%s): running headless, writing a video", exc)
             return None
+        screen = screen_size()
+        self._limits_hw = window_limits(screen)
+        log.info(
+            "%s: screen %s: the window shows at most %dx%d",
+            self.config.node,
+            "unknown" if screen is None else f"{screen[1]}x{screen[0]}",
+            self._limits_hw[1],
+            self._limits_hw[0],
+        )
+        return window
 
     def _video_path(self, window: bool) -> Path | None:
         if self.config.record is not None:
@@ -406,7 +485,12 @@ class DisplayNode:
                 receiver.recv(timeout_s=0.0 if window is not None else 0.1, stop=self.stop) if take else None
             )
             if isinstance(msg, Result):
-                self._on_result(msg, recording, window is not None)
+                self.waiting.over()
+                if self.once.first_time(msg):
+                    self._on_result(msg, recording, window is not None)
+                else:
+                    receiver.counters.duplicates += 1
+                    log.info("%s: result %d from %r again: not shown twice", cfg.node, msg.seq, msg.source_id)
             elif msg is not None:
                 receiver.counters.bad += 1
                 if not self._wrong_kind_logged:
@@ -430,6 +514,9 @@ class DisplayNode:
                     self._write_summary(receiver, recording)
             else:
                 finished_seen = False
+                why = receiver.peer_missing() if msg is None else None
+                if why is not None:
+                    self.waiting.still(f"results from {cfg.sub}", why)
         return "signal" if self.stop.signum is not None else "stopped"
 
     def _on_result(self, result: Result, recording: Recording, window: bool) -> None:
@@ -501,6 +588,7 @@ class DisplayNode:
             k=self.run_info.k or 0,
             spike_time=None if frame is None else frame.spike_time,
             producer=producer_state(receiver) or "",
+            note=self._note[0] if now_s < self._note[1] else "",
         )
 
     def _draw(self, window: Window, receiver: Receiver, now_s: float) -> None:
@@ -513,7 +601,10 @@ class DisplayNode:
             ]
             window.show(draw_overlay(np.zeros(WAITING_SHAPE, np.uint8), lines))
         else:
-            canvas = fit_for_screen(compose_canvas(frame.sharp, frame.blur))
+            max_h, max_w = self._limits_hw
+            canvas = fit_for_screen(
+                compose_canvas(frame.sharp, frame.blur), max_height=max_h, max_width=max_w
+            )
             window.show(draw_overlay(canvas, overlay_lines(self._overlay(receiver, now_s))))
         self._drawn_at_s = now_s
 
@@ -525,7 +616,9 @@ class DisplayNode:
             compose_canvas(frame.sharp, frame.blur), frame.seq, frame.index, prefix="snapshot_"
         )
         self.run_info.snapshots.append(str(path))
-        log.warning("saved %s", path)  # warning level: the user asked for it and should see where
+        log.info("%s: saved %s", self.config.node, path)
+        # The user asked for it and must see where it went, -v or not: the overlay says so a while.
+        self._note = (f"saved {path}", self.clock() + NOTE_S)
 
     # -- summary -------------------------------------------------------------------------------
     def _write_summary(self, receiver: Receiver, recording: Recording) -> None:
@@ -540,6 +633,7 @@ class DisplayNode:
             exit=run.exit_reason or "running",
             mode="window" if run.window else "headless",
             results=run.results,
+            duplicates=self.once.duplicates,
             k=run.k,
             frames_written=recording.frames_written,
             frames_shown=self.playback.shown,

@@ -15,8 +15,9 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class LatencyStats:
             raise ValueError(f"warmup must be >= 0 and max_samples >= 1, got {warmup} and {max_samples}")
         self.warmup, self.max_samples = warmup, max_samples
         self._stages: dict[str, deque[int]] = {}
+        # The warm-up's own samples: reported (marked) only when the stream ended within it.
+        self._warm_stages: dict[str, list[int]] = {}
         self._out_ns: deque[int] = deque(maxlen=max_samples)
         self._in_ns: deque[int] = deque(maxlen=max_samples)
         self._source_ns: deque[int] = deque(maxlen=max_samples)
@@ -74,6 +77,11 @@ class LatencyStats:
         if name not in self._stages:
             self._stages[name] = deque(maxlen=self.max_samples)
         return self._stages[name]
+
+    @property
+    def warmup_only(self) -> bool:
+        """True while every message so far fell within the warm-up (and there was one)."""
+        return 0 < self.messages <= self.warmup
 
     def add(
         self,
@@ -93,18 +101,15 @@ class LatencyStats:
         if final_stage is not None:
             pairs.append((final_stage, time.monotonic_ns() if now_ns is None else int(now_ns)))
         self.messages += 1
-        if self.messages <= self.warmup or not pairs:
+        if self.messages <= self.warmup:
+            _record_intervals(pairs, lambda name: self._warm_stages.setdefault(name, []))
+            return
+        if not pairs:
             return
         self._out_ns.append(pairs[-1][1])
         self._source_ns.append(pairs[0][1])
         self.frames_out += frames
-        for (a, ta), (b, tb) in zip(pairs, pairs[1:], strict=False):
-            if tb < ta:
-                self.negative += 1
-                continue
-            self._samples(f"{a}->{b}").append(tb - ta)
-        if len(pairs) >= 2 and pairs[-1][1] >= pairs[0][1]:
-            self._samples(END_TO_END).append(pairs[-1][1] - pairs[0][1])
+        self.negative += _record_intervals(pairs, self._samples)
 
     def mark_in(self, t_ns: int | None = None) -> None:
         """Record one input event (a bundle entering the engine, a result entering the display)."""
@@ -124,19 +129,21 @@ class LatencyStats:
         return samples[-1] / 1e6 if samples else None
 
     def summary(self) -> dict[str, object]:
-        """Everything as plain JSON-ready values; stage order follows first appearance."""
-        stages = {
-            name: percentiles_ms(np.fromiter(s, np.int64))
-            for name, s in self._stages.items()
-            if name != END_TO_END
-        }
+        """Everything as plain JSON-ready values; stage order follows first appearance.
+
+        A stream shorter than the warm-up has no steady-state percentiles (``end_to_end`` has
+        ``n`` 0): then ``warmup_only`` is True and ``warmup_results`` holds the warm-up's own
+        ``end_to_end`` and ``stages`` (slower than steady state: set-up included), else None.
+        """
+        warmup_only = self.warmup_only
         out_hz = _rate_hz(self._out_ns)
         return {
             "warmup": self.warmup,
+            "warmup_only": warmup_only,
+            "warmup_results": _percentiles_by_stage(self._warm_stages) if warmup_only else None,
             "messages": self.messages,
             "inputs": self.inputs,
-            "end_to_end": percentiles_ms(np.fromiter(self._stages.get(END_TO_END, ()), np.int64)),
-            "stages": stages,
+            **_percentiles_by_stage(self._stages),
             "fps_in": _rate_hz(self._in_ns),
             "fps_out": out_hz,
             "fps_source": _rate_hz(sorted(self._source_ns)),
@@ -162,15 +169,49 @@ class LatencyStats:
         return format_summary(self.summary())
 
 
+def _percentiles_by_stage(samples: dict[str, Any]) -> dict[str, Any]:
+    """``{"end_to_end": percentiles, "stages": {name: percentiles}}`` of recorded samples (ns)."""
+    return {
+        END_TO_END: percentiles_ms(np.fromiter(samples.get(END_TO_END, ()), np.int64)),
+        "stages": {
+            name: percentiles_ms(np.fromiter(s, np.int64))
+            for name, s in samples.items()
+            if name != END_TO_END
+        },
+    }
+
+
+def _record_intervals(pairs: Sequence[tuple[str, int]], samples: Callable[[str], Any]) -> int:
+    """Append each stage interval and the end-to-end time of one message's stamps to
+    ``samples(name)``; returns the intervals that went backwards (not recorded)."""
+    negative = 0
+    for (a, ta), (b, tb) in zip(pairs, pairs[1:], strict=False):
+        if tb < ta:
+            negative += 1
+            continue
+        samples(f"{a}->{b}").append(tb - ta)
+    if len(pairs) >= 2 and pairs[-1][1] >= pairs[0][1]:
+        samples(END_TO_END).append(pairs[-1][1] - pairs[0][1])
+    return negative
+
+
 def format_summary(s: dict) -> str:
     """The lines of :meth:`LatencyStats.format` from a summary dict (e.g. read back from JSON)."""
     lines = []
-    for name, st in [(END_TO_END, s["end_to_end"]), *s["stages"].items()]:
+    table, marker = s, ""
+    if s.get("warmup_only") and s.get("warmup_results"):
+        table, marker = s["warmup_results"], "  (warm-up only)"
+    for name, st in [(END_TO_END, table["end_to_end"]), *table["stages"].items()]:
         if st.get("n"):
             lines.append(
                 f"{name:<40} n={st['n']:<6} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  "
-                f"p99 {st['p99_ms']:8.2f} ms  max {st['max_ms']:8.2f} ms"
+                f"p99 {st['p99_ms']:8.2f} ms  max {st['max_ms']:8.2f} ms{marker}"
             )
+    if marker and lines:
+        lines.insert(
+            0,
+            f"warm-up only: all {s.get('messages', 0)} messages fell within the warm-up of {s.get('warmup')}",
+        )
     if not lines:
         lines.append(
             f"no latency samples: {s.get('messages', 0)} messages, all within the warm-up of {s.get('warmup')}"

@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from dataclasses import fields
 from typing import Any
 
 import zmq
 
 from spikereveal.stream.channel import (
-    BadMessageLog,
     ChannelCounters,
     DataMessage,
     Peer,
     PeerInfo,
     check_silence,
     checked_final_state,
-    decode_or_count,
     heard,
 )
+from spikereveal.stream.endpoint import Receiver, Sender
 from spikereveal.stream.protocol import (
     DEFAULT_LIMITS,
     Bundle,
@@ -31,18 +32,27 @@ from spikereveal.stream.protocol import (
     ProtocolError,
     Result,
     Status,
+    decode,
     encode,
 )
-from spikereveal.stream.sockets import DEFAULT_SOCKET_CONFIG, SocketConfig, attach, make_socket
-from spikereveal.stream.stopping import Deadline, StopFlag, stopped
+from spikereveal.stream.sockets import LIVE_SOCKET_CONFIG, SocketConfig
+from spikereveal.stream.stopping import POLL_SLICE_S, Deadline, StopFlag, stopped
 
 log = logging.getLogger("spikereveal.stream")
 
+#: How long :meth:`LatestSubscriber.close` waits for its receiving thread (which polls in slices
+#: of ``POLL_SLICE_S``, so it normally stops within one).
+CLOSE_JOIN_S = 2.0
 
-class LatestPublisher:
+
+class LatestPublisher(Sender):
     """Publisher end of the live channel: never blocks, heartbeats when idle, counts subscribers.
 
-    ``sndhwm`` is small so that a slow subscriber costs drops, not memory or latency.
+    ``sndhwm`` is small, and so are the kernel's buffers (:data:`LIVE_SOCKET_CONFIG`), so that a
+    slow subscriber costs drops, not memory or latency: a HWM counts messages, and a kernel buffer
+    auto-tuned to megabytes would hold many stale small bundles beyond it. Under the
+    :class:`~spikereveal.stream.endpoint.Sender` interface, ``send`` returns False (and counts
+    ``dropped``) while no subscriber is there, and ``wait_ready`` waits for the first one only.
     """
 
     def __init__(
@@ -54,26 +64,27 @@ class LatestPublisher:
         bind: bool = True,
         allow_remote: bool = False,
         ctx: zmq.Context | None = None,
-        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
+        config: SocketConfig = LIVE_SOCKET_CONFIG,
         sndhwm: int = 2,
         heartbeat_s: float = 1.0,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.node, self.role, self.config, self.limits, self.heartbeat_s = (
-            node,
-            role,
-            config,
-            limits,
-            heartbeat_s,
+        super().__init__(
+            endpoint,
+            zmq.XPUB,
+            node=node,
+            role=role,
+            bind=bind,
+            allow_remote=allow_remote,
+            ctx=ctx,
+            config=config,
+            limits=limits,
+            # Pass every subscribe *and* unsubscribe up, so a re-joining subscriber is seen each time.
+            sockopts={zmq.SNDHWM: sndhwm, zmq.XPUB_VERBOSER: 1},
         )
-        self.counters = ChannelCounters()
-        self._sock = make_socket(ctx or zmq.Context.instance(), zmq.XPUB, config)
-        self._sock.setsockopt(zmq.SNDHWM, sndhwm)
-        # Pass every subscribe *and* unsubscribe up, so a re-joining subscriber is seen each time.
-        self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)
-        self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
-        self._where = f"{node} -> {self.endpoint}"
+        self.heartbeat_s = heartbeat_s
         self.subscribers = 0
+        self._joined_once = False
         self._last_send_ns = 0
         # The node's own counters (bundles in, errors...), sent in every Status beside the channel's.
         self.status_counters: dict[str, int | float] = {}
@@ -99,9 +110,36 @@ class LatestPublisher:
         return True
 
     def send(self, msg: Message, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
-        """:meth:`publish` under the sender interface shared with :class:`LosslessSender` (always True)."""
+        """:meth:`publish` if a subscriber is there (True); else count ``dropped`` and return False.
+
+        Never waits (``timeout_s`` and ``stop`` are for the interface): XPUB would discard a
+        message nobody subscribed to anyway, and a live stream must not wait for its consumer.
+        """
+        self._read_subscriptions()
+        if self.subscribers == 0:
+            self.counters.dropped += 1
+            return False
         self.publish(msg)
         return True
+
+    def wait_ready(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """Before the first subscriber: :meth:`wait_for_subscriber`. After it, True at once."""
+        if self._joined_once:
+            return True
+        return self.wait_for_subscriber(timeout_s, stop)
+
+    def flush(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """True: a publisher keeps nothing to acknowledge."""
+        return True
+
+    @property
+    def in_flight(self) -> int:
+        """0: a publisher keeps nothing to acknowledge."""
+        return 0
+
+    def peer_missing(self) -> str | None:
+        self._read_subscriptions()
+        return None if self.subscribers else "no subscriber yet"
 
     def wait_for_subscriber(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
         """Wait until at least one subscriber's subscription has arrived (no slow-joiner loss after).
@@ -155,9 +193,6 @@ class LatestPublisher:
     def __enter__(self) -> LatestPublisher:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _read_subscriptions(self) -> None:
         while True:
             try:
@@ -166,6 +201,7 @@ class LatestPublisher:
                 return
             if event[:1] == b"\x01":
                 self.subscribers += 1
+                self._joined_once = True
                 self.counters.peers_joined += 1
                 log.info("%s: subscriber joined (%d now)", self._where, self.subscribers)
                 # Say who we are at once rather than at the next idle heartbeat.
@@ -176,11 +212,20 @@ class LatestPublisher:
                 log.info("%s: subscriber left (%d now)", self._where, self.subscribers)
 
 
-class LatestSubscriber:
+class LatestSubscriber(Receiver):
     """Subscriber end of the live channel: ``recv_latest`` returns the newest message, dropping older ones.
 
-    Counts ``dropped`` (drained, older than the one returned) and ``missed`` (gaps in ``seq`` per
-    ``source_id``: dropped upstream). A sequence that goes backwards is taken as a restarted source.
+    Counts ``dropped`` (arrived, replaced by a newer one before it was taken) and ``missed`` (gaps
+    in ``seq`` per ``source_id``: dropped upstream). A sequence that goes backwards is taken as a
+    restarted source.
+
+    A receiving thread owns the socket from construction to :meth:`close` (ZeroMQ sockets are not
+    thread-safe): it drains continuously, decodes and checks every message, tracks the publisher,
+    and keeps only the newest data message in a one-slot mailbox. Draining only when the consumer
+    asks would let stale bundles pile up in ZeroMQ's queues and the kernel's buffers while a slow
+    engine works, and the next drain would find old ones (seconds behind at 146 bundles/s into a
+    70 ms engine). ``counters`` belong to the caller's thread: what the receiving thread counts
+    is added to them on each :meth:`recv_latest` and on :meth:`close`.
     """
 
     def __init__(
@@ -192,28 +237,35 @@ class LatestSubscriber:
         bind: bool = False,
         allow_remote: bool = False,
         ctx: zmq.Context | None = None,
-        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
+        config: SocketConfig = LIVE_SOCKET_CONFIG,
         rcvhwm: int = 2,
         peer_timeout_s: float = 5.0,
         max_drain: int = 10_000,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.node, self.role, self.config, self.limits = node, role, config, limits
+        super().__init__(
+            endpoint,
+            zmq.SUB,
+            node=node,
+            role=role,
+            bind=bind,
+            allow_remote=allow_remote,
+            ctx=ctx,
+            config=config,
+            limits=limits,
+            sockopts={zmq.RCVHWM: rcvhwm, zmq.SUBSCRIBE: b""},
+            arrow="<-",
+        )
         self.peer_timeout_s, self.max_drain = peer_timeout_s, max_drain
-        self.counters = ChannelCounters()
-        self._sock = make_socket(ctx or zmq.Context.instance(), zmq.SUB, config)
-        self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
-        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
-        self._where = f"{node} <- {self.endpoint}"
-        self._on_bad = BadMessageLog(self._where)
         self._publisher: Peer | None = None
         self._last_seq: dict[str, int] = {}
+        self._start_receiving()
 
     @property
     def publisher(self) -> PeerInfo | None:
         """The publisher as last heard from (None before its first message)."""
-        return None if self._publisher is None else self._publisher.info()
+        with self._lock:
+            return None if self._publisher is None else self._publisher.info()
 
     @property
     def producer(self) -> PeerInfo | None:
@@ -221,75 +273,128 @@ class LatestSubscriber:
         return self.publisher
 
     def recv_latest(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:
-        """Wait up to ``timeout_s`` for data, then drain the queue and return the newest message."""
+        """The newest data message that has arrived, waiting up to ``timeout_s`` for one; None on
+        timeout or ``stop``. Older ones were dropped (and counted) as newer ones came in."""
         deadline = Deadline(timeout_s)
-        while not stopped(stop):
-            check_silence(
-                self._publisher, time.monotonic_ns(), self.peer_timeout_s, self._where, self.counters
-            )
-            if not self._sock.poll(deadline.slice_ms(), zmq.POLLIN):
-                if deadline.expired():
+        with self._arrived:
+            while True:
+                self._hand_over_counts()
+                if stopped(stop):
                     return None
-                continue
-            newest = self._drain()
-            if newest is not None:
-                self.counters.received += 1
-                return newest
-        return None
+                msg, self._newest = self._newest, None
+                if msg is not None:
+                    self.counters.received += 1
+                    return msg
+                if deadline.expired() or not self._thread.is_alive():
+                    return None
+                self._arrived.wait(deadline.slice_ms() / 1000)
 
     def recv(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:
         """:meth:`recv_latest` under the receiver interface shared with :class:`LosslessReceiver`."""
         return self.recv_latest(timeout_s, stop)
 
-    def close(self) -> None:
-        if not self._sock.closed:
-            self._sock.close()
+    def close(self, acknowledge: bool = True) -> None:
+        """Stop the receiving thread, which closes the socket it owns; waits at most
+        :data:`CLOSE_JOIN_S`. ``acknowledge`` is for the interface: latest-wins acknowledges nothing."""
+        self._closing.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(CLOSE_JOIN_S)
+            if self._thread.is_alive():  # it closes the socket when it stops; a daemon never blocks exit
+                log.warning("%s: the receiving thread did not stop within %.1f s", self._where, CLOSE_JOIN_S)
+        with self._lock:
+            self._hand_over_counts()
 
     def __enter__(self) -> LatestSubscriber:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # -- the receiving thread (the only user of the socket once started) ---------------------------
+    def _start_receiving(self) -> None:
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified when the mailbox is filled
+        self._newest: DataMessage | None = None  # the one-slot mailbox
+        self._pending = ChannelCounters()  # counted by the thread, not yet added to ``counters``
+        self._bad_total = 0  # for the bad-message log's numbering
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._receive, name=f"latest {self._where}", daemon=True)
+        self._thread.start()
 
-    def _drain(self) -> DataMessage | None:
-        newest: DataMessage | None = None
-        # Bounded, so a publisher faster than our decoding cannot keep us here forever.
+    def _receive(self) -> None:
+        try:
+            while not self._closing.is_set():
+                with self._lock:
+                    check_silence(
+                        self._publisher, time.monotonic_ns(), self.peer_timeout_s, self._where, self._pending
+                    )
+                if self._sock.poll(int(POLL_SLICE_S * 1000), zmq.POLLIN):
+                    self._drain()
+        except zmq.ZMQError as exc:  # e.g. the context was terminated under us
+            if not self._closing.is_set():
+                log.warning("%s: receiving stopped (%s)", self._where, exc)
+        except Exception:  # a bug, not a peer's bad message (those are counted): never die silently
+            log.exception("%s: the receiving thread failed; nothing more will arrive", self._where)
+        finally:
+            self._sock.close()
+            with self._arrived:
+                self._arrived.notify_all()  # a waiting recv_latest returns None at once
+
+    def _drain(self) -> None:
+        """Take everything queued, newest into the mailbox, at most ``max_drain`` at a time (so
+        closing and silence checks are never held up by a publisher faster than our decoding)."""
         for _ in range(self.max_drain):
             try:
                 frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=not self.config.zero_copy)
             except zmq.Again:
-                break
-            msg = decode_or_count(frames, self.counters, limits=self.limits, on_bad=self._on_bad)
-            if msg is None:
+                return
+            try:
+                msg = decode(list(frames), self.limits)  # outside the lock: the consumer may take meanwhile
+            except ProtocolError as exc:
+                self._count_bad(exc, frames)
                 continue
-            now = time.monotonic_ns()
-            if isinstance(msg, Status):
-                if self._publisher is None or self._publisher.node != msg.node:
-                    self._publisher = Peer(msg.node, now)
-                    self.counters.peers_joined += 1
-                self.counters.heartbeats_received += 1
-                heard(self._publisher, now, self._where, msg)
+            if not isinstance(msg, (Status, Bundle, Result)):
+                self._count_bad(ProtocolError(f"a publisher sent a {msg.kind}"), frames)
                 continue
-            if not isinstance(msg, (Bundle, Result)):
-                self.counters.bad += 1
-                self._on_bad(self.counters.bad, ProtocolError(f"a publisher sent a {msg.kind}"), frames)
-                continue
-            if self._publisher is None:
-                self._publisher = Peer("publisher", now)
-                self.counters.peers_joined += 1
-            heard(self._publisher, now, self._where)
-            self._publisher.state = "alive"
-            self._track_seq(msg)
-            if newest is not None:
-                self.counters.dropped += 1  # CONFLATE drops multipart frames; drain instead
-            newest = msg
-        return newest
+            with self._arrived:
+                self._take_in(msg, time.monotonic_ns())
+
+    def _count_bad(self, error: Exception, frames: list[Any]) -> None:
+        with self._lock:
+            self._pending.bad += 1
+        self._bad_total += 1
+        self._on_bad(self._bad_total, error, frames)
+
+    def _take_in(self, msg: Status | DataMessage, now: int) -> None:
+        """Track the publisher and ``seq``; a data message replaces the mailbox's (lock held)."""
+        if isinstance(msg, Status):
+            if self._publisher is None or self._publisher.node != msg.node:
+                self._publisher = Peer(msg.node, now)
+                self._pending.peers_joined += 1
+            self._pending.heartbeats_received += 1
+            heard(self._publisher, now, self._where, msg)
+            return
+        if self._publisher is None:
+            self._publisher = Peer("publisher", now)
+            self._pending.peers_joined += 1
+        heard(self._publisher, now, self._where)
+        self._publisher.state = "alive"
+        self._track_seq(msg)
+        if self._newest is not None:
+            self._pending.dropped += 1  # CONFLATE drops multipart frames; keep the newest instead
+        self._newest = msg
+        self._arrived.notify()
+
+    def _hand_over_counts(self) -> None:
+        """Add what the receiving thread counted to ``counters`` (caller's thread, lock held)."""
+        for field in fields(ChannelCounters):
+            delta = getattr(self._pending, field.name)
+            if delta:
+                setattr(self.counters, field.name, getattr(self.counters, field.name) + delta)
+        self._pending = ChannelCounters()
 
     def _track_seq(self, msg: DataMessage) -> None:
         last = self._last_seq.get(msg.source_id)
         if last is not None:
             if msg.seq > last + 1:
-                self.counters.missed += msg.seq - last - 1
+                self._pending.missed += msg.seq - last - 1
             elif msg.seq <= last:
                 log.info(
                     "%s: source %r restarted at seq %d (was %d)", self._where, msg.source_id, msg.seq, last

@@ -16,8 +16,6 @@ from typing import Any
 import zmq
 
 from spikereveal.stream.channel import (
-    BadMessageLog,
-    ChannelCounters,
     DataMessage,
     Peer,
     PeerInfo,
@@ -27,6 +25,7 @@ from spikereveal.stream.channel import (
     heard,
     new_session,
 )
+from spikereveal.stream.endpoint import Receiver, Sender
 from spikereveal.stream.protocol import (
     DEFAULT_LIMITS,
     FINAL_STATES,
@@ -39,7 +38,7 @@ from spikereveal.stream.protocol import (
     Status,
     encode,
 )
-from spikereveal.stream.sockets import DEFAULT_SOCKET_CONFIG, SocketConfig, attach, make_socket
+from spikereveal.stream.sockets import DEFAULT_SOCKET_CONFIG, SocketConfig
 from spikereveal.stream.stopping import POLL_SLICE_S, Deadline, StopFlag, stopped
 
 log = logging.getLogger("spikereveal.stream")
@@ -60,7 +59,7 @@ class _Consumer:
     inflight: deque[tuple[int, list[Any]]] = field(default_factory=deque)
 
 
-class LosslessSender:
+class LosslessSender(Sender):
     """Producer end of the lossless channel (a replay reader, or the engine feeding a recorder).
 
     ``send(msg)`` returns True once the message is handed to the consumer within its credit window,
@@ -84,17 +83,22 @@ class LosslessSender:
         peer_timeout_s: float = 15.0,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self.node, self.role, self.config, self.limits = node, role, config, limits
+        super().__init__(
+            endpoint,
+            zmq.ROUTER,
+            node=node,
+            role=role,
+            bind=bind,
+            allow_remote=allow_remote,
+            ctx=ctx,
+            config=config,
+            limits=limits,
+            # Fail loudly (EHOSTUNREACH) instead of silently dropping a delivery to a vanished consumer.
+            sockopts={zmq.ROUTER_MANDATORY: 1},
+        )
         self.heartbeat_s, self.peer_timeout_s = heartbeat_s, peer_timeout_s
         self._session = new_session()
         self.session = self._session.hex()
-        self.counters = ChannelCounters()
-        self._sock = make_socket(ctx or zmq.Context.instance(), zmq.ROUTER, config)
-        # Fail loudly (EHOSTUNREACH) instead of silently dropping a delivery to a vanished consumer.
-        self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
-        self._where = f"{node} -> {self.endpoint}"
-        self._on_bad = BadMessageLog(self._where)
         self._consumer: _Consumer | None = None
         self._pending: deque[tuple[int, list[Any]]] = deque()  # redeliveries, ascending numbers
         self._next_n = 1
@@ -115,6 +119,18 @@ class LosslessSender:
         """Messages sent or queued for redelivery but not yet acknowledged."""
         held = 0 if self._consumer is None else len(self._consumer.inflight)
         return held + len(self._pending)
+
+    def peer_missing(self) -> str | None:
+        c = self._consumer
+        if c is None:
+            return "no consumer has asked yet"
+        if c.peer.lost or c.routing_id is None:
+            return f"consumer {c.peer.node!r} lost"
+        return None
+
+    def wait_ready(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
+        """:meth:`wait_for_credit` under the :class:`~spikereveal.stream.endpoint.Sender` interface."""
+        return self.wait_for_credit(timeout_s, stop)
 
     def wait_for_credit(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
         """Wait until a consumer can take a new message now (the handshake, and the backpressure).
@@ -190,9 +206,6 @@ class LosslessSender:
 
     def __enter__(self) -> LosslessSender:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- internals ---------------------------------------------------------------------------
     def _slice_s(self) -> float:
@@ -330,7 +343,7 @@ class LosslessSender:
             self._consumer = None
 
 
-class LosslessReceiver:
+class LosslessReceiver(Receiver):
     """Consumer end of the lossless channel (the engine during replay).
 
     ``recv()`` returns the next Bundle/Result in order, or None on timeout/stop. Calling ``recv()``
@@ -356,14 +369,20 @@ class LosslessReceiver:
     ) -> None:
         if not 1 <= window <= 1024:
             raise ValueError(f"window: got {window}, expected 1..1024 messages")
-        self.node, self.role, self.window, self.config, self.limits = node, role, window, config, limits
-        self.heartbeat_s, self.peer_timeout_s = heartbeat_s, peer_timeout_s
+        super().__init__(
+            endpoint,
+            zmq.DEALER,
+            node=node,
+            role=role,
+            bind=bind,
+            allow_remote=allow_remote,
+            ctx=ctx,
+            config=config,
+            limits=limits,
+            arrow="<-",
+        )
+        self.window, self.heartbeat_s, self.peer_timeout_s = window, heartbeat_s, peer_timeout_s
         self.session = new_session().hex()
-        self.counters = ChannelCounters()
-        self._sock = make_socket(ctx or zmq.Context.instance(), zmq.DEALER, config)
-        self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
-        self._where = f"{node} <- {self.endpoint}"
-        self._on_bad = BadMessageLog(self._where)
         self._producer_session = b""
         self._last_n = 0
         self._acked = 0
@@ -414,9 +433,6 @@ class LosslessReceiver:
 
     def __enter__(self) -> LosslessReceiver:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _send(self, frames: list[Any]) -> None:
         with contextlib.suppress(zmq.Again):  # not connected yet and queue full: the next one will do

@@ -4,10 +4,11 @@ Nothing here opens a window, a socket or a file, and nothing reads a clock: the 
 (``stream/display.py``) passes ``now_s`` in, so tests drive playback with a made-up clock and check
 pixels of known colours. Images are (H, W, 3) uint8 **BGR**, as everywhere in the project.
 
-Playback (issue 3): each :class:`~spikereveal.stream.protocol.Result` carries K sharp frames spread
+Playback: each :class:`~spikereveal.stream.protocol.Result` carries K sharp frames spread
 over one RGB exposure, so playing them at K x the RGB frame rate shows the scene in motion at its
 real speed, each blurry frame unfolding into its sequence before the next one arrives. The RGB rate
-is given (``--rgb-fps``) or estimated from how fast results arrive (:class:`ArrivalRate`).
+is given (``--rgb-fps``) or estimated from the spacing of the results' sensor times
+(:class:`SensorRate`), and only when those are missing from how fast results arrive (:class:`ArrivalRate`).
 """
 
 from __future__ import annotations
@@ -75,27 +76,60 @@ def compose_canvas(sharp: np.ndarray, blur: np.ndarray | None = None, *, gap_px:
     return canvas
 
 
+#: The largest window content (H, W) when the screen's size is unknown: fits any laptop screen.
+FALLBACK_LIMITS_HW = (720, 1280)
+#: Share of the screen a window may take, and the pixels kept for its title bar and a task bar.
+SCREEN_SHARE, CHROME_PX = 0.9, 80
+
+
+def window_limits(screen_hw: tuple[int, int] | None) -> tuple[int, int]:
+    """(max height, max width) of a window's content on a screen of ``screen_hw`` (None: unknown).
+
+    A margin is kept on every side (:data:`SCREEN_SHARE`) and the title and task bars' height
+    (:data:`CHROME_PX`), so the whole window, decorations included, is on the screen.
+    """
+    if screen_hw is None:
+        return FALLBACK_LIMITS_HW
+    height, width = screen_hw
+    return max(1, int(height * SCREEN_SHARE) - CHROME_PX), max(1, int(width * SCREEN_SHARE))
+
+
+def fit_size(
+    height: int, width: int, *, min_height: int = 360, max_height: int = 720, max_width: int = 1280
+) -> tuple[int, int]:
+    """The (height, width) to show a ``height x width`` canvas at: within the limits, aspect kept.
+
+    Small canvases are enlarged by a whole factor towards ``min_height`` (never beyond the
+    limits); big ones are shrunk to fit ``max_height`` x ``max_width``; others stay as they are.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"canvas size: got {height}x{width}, expected positive sides")
+    if height < min_height:
+        factor = max(1, min_height // height + (min_height % height > 0))
+        factor = max(1, min(factor, max_height // height, max_width // width))
+        return height * factor, width * factor
+    scale = min(max_height / height, max_width / width)
+    if scale < 1.0:
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    return height, width
+
+
 def fit_for_screen(
-    canvas: np.ndarray, *, min_height: int = 360, max_height: int = 1000, max_width: int = 1900
+    canvas: np.ndarray, *, min_height: int = 360, max_height: int = 720, max_width: int = 1280
 ) -> np.ndarray:
     """The canvas scaled for a window: small sequences enlarged, huge ones shrunk (aspect kept).
 
-    Enlarging uses whole factors with nearest-neighbour sampling (pixels stay square and exact, so a
-    64x96 simulation is readable and the overlay fits); shrinking uses area averaging. Returns the
+    Sizes as :func:`fit_size` (the limits: :func:`window_limits` of the screen). Enlarging uses
+    whole factors with nearest-neighbour sampling (pixels stay square and exact, so a 64x96
+    simulation is readable and the overlay fits); shrinking uses area averaging. Returns the
     input itself when it already fits.
     """
     h, w = _check_image("canvas", canvas)
-    if h < min_height:
-        factor = max(1, min_height // h + (min_height % h > 0))
-        factor = max(1, min(factor, max_height // h, max_width // w))
-        if factor > 1:
-            return cv2.resize(canvas, (w * factor, h * factor), interpolation=cv2.INTER_NEAREST)
+    out_h, out_w = fit_size(h, w, min_height=min_height, max_height=max_height, max_width=max_width)
+    if (out_h, out_w) == (h, w):
         return canvas
-    scale = min(max_height / h, max_width / w)
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
-    return canvas
+    interpolation = cv2.INTER_NEAREST if out_h > h else cv2.INTER_AREA
+    return cv2.resize(canvas, (out_w, out_h), interpolation=interpolation)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,7 +144,8 @@ class OverlayInfo:
     ``latency_last_ms`` / ``latency_p50_ms``: end to end (first stamp to ``display.recv``);
     ``dropped``/``missed``: latest-wins drops here / sequence gaps upstream; ``bad``: malformed
     messages; ``skipped``: results the player skipped to stay current; ``seq``, ``frame_index`` of
-    ``k`` and ``spike_time`` (spike-frame index) of the frame on screen.
+    ``k`` and ``spike_time`` (spike-frame index) of the frame on screen; ``note``: a passing
+    message for the user (``saved build/run/snapshots/...png``), "" for none.
     """
 
     fps_in: float | None = None
@@ -128,6 +163,7 @@ class OverlayInfo:
     k: int = 0
     spike_time: int | None = None
     producer: str = ""
+    note: str = ""
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -147,6 +183,8 @@ def overlay_lines(info: OverlayInfo) -> list[str]:
         where += f"  spike t {info.spike_time}"
     state = ("PAUSED  " if info.paused else "") + (f"producer {info.producer}" if info.producer else "")
     lines.append(f"{where}  {state}".rstrip())
+    if info.note:
+        lines.append(info.note.encode("ascii", "replace").decode("ascii"))
     return lines
 
 
@@ -246,6 +284,60 @@ class ArrivalRate:
         return float(np.clip(rate, *self.bounds_hz))
 
 
+class SensorRate:
+    """The RGB frame rate from the results' sensor times (``Result.rgb_t_ns``): 1 / median spacing.
+
+    The sensor's clock says how fast the scene was captured, whatever the engine's or the
+    network's speed: a slow model (results arriving at 2 Hz) or a burst (a backlog draining) does
+    not change it, so a video recorded from it plays at the real speed. The spacing is per
+    sequence number (a latest-wins drop between two results spans several frames). A time of 0
+    (unknown: an older engine) or one that does not increase with the sequence number is ignored;
+    :attr:`rate_hz` is None until two usable results, and then kept within ``bounds_hz``.
+    """
+
+    def __init__(
+        self, history: int = 16, bounds_hz: tuple[float, float] = (MIN_RGB_FPS, MAX_RGB_FPS)
+    ) -> None:
+        self.bounds_hz = bounds_hz
+        self._intervals_s: deque[float] = deque(maxlen=max(1, history))
+        self._last: tuple[int, int] | None = None  # (seq, rgb_t_ns)
+
+    def add(self, seq: int, rgb_t_ns: int) -> None:
+        if rgb_t_ns <= 0:
+            return
+        if self._last is not None:
+            last_seq, last_t = self._last
+            if seq > last_seq and rgb_t_ns > last_t:
+                self._intervals_s.append((rgb_t_ns - last_t) / (seq - last_seq) / 1e9)
+        self._last = (seq, rgb_t_ns)
+
+    @property
+    def rate_hz(self) -> float | None:
+        if not self._intervals_s:
+            return None
+        rate = 1.0 / float(np.median(np.fromiter(self._intervals_s, np.float64)))
+        return float(np.clip(rate, *self.bounds_hz))
+
+
+class RgbRate:
+    """The RGB rate to play and record at: from the sensor times, else from arrivals.
+
+    :meth:`add` each result with the time it arrived; :attr:`rate_hz` is the sensor rate
+    (:class:`SensorRate`) once known, else the arrival rate (:class:`ArrivalRate`), else None.
+    """
+
+    def __init__(self) -> None:
+        self.sensor, self.arrivals = SensorRate(), ArrivalRate()
+
+    def add(self, result: Result, now_s: float) -> None:
+        self.arrivals.add(now_s)
+        self.sensor.add(result.seq, result.rgb_t_ns)
+
+    @property
+    def rate_hz(self) -> float | None:
+        return self.sensor.rate_hz or self.arrivals.rate_hz
+
+
 # --------------------------------------------------------------------------------------------------
 # Playback
 
@@ -291,7 +383,8 @@ class Playback:
     Latency stays bounded: with results waiting, playback speeds up by the number waiting (a
     backlog drains smoothly instead of growing), and beyond ``max_pending`` the oldest waiting
     result is skipped (counted in :attr:`skipped`). ``rgb_fps``: fixed RGB rate, or None to
-    estimate it from arrivals (:class:`ArrivalRate`, :data:`DEFAULT_RGB_FPS` until known).
+    estimate it from the results' sensor times, else their arrivals (:class:`RgbRate`;
+    :data:`DEFAULT_RGB_FPS` until known).
     """
 
     def __init__(
@@ -309,7 +402,7 @@ class Playback:
         self.fixed_rgb_fps = rgb_fps
         self.default_rgb_fps = default_rgb_fps
         self.max_pending, self.max_speedup = max_pending, max_speedup
-        self.arrivals = ArrivalRate()
+        self.rates = RgbRate()
         self.paused = False
         self.skipped = 0
         self.shown = 0
@@ -323,7 +416,7 @@ class Playback:
         """The RGB rate used now: fixed, else estimated, else the default."""
         if self.fixed_rgb_fps is not None:
             return self.fixed_rgb_fps
-        return self.arrivals.rate_hz or self.default_rgb_fps
+        return self.rates.rate_hz or self.default_rgb_fps
 
     @property
     def current(self) -> PlayFrame | None:
@@ -353,7 +446,7 @@ class Playback:
     # -- input ---------------------------------------------------------------------------------
     def push(self, result: Result, now_s: float) -> None:
         """A result arrived at ``now_s`` (seconds, any monotonic origin)."""
-        self.arrivals.add(now_s)
+        self.rates.add(result, now_s)
         self._queue.append(result)
         while len(self._queue) > self.max_pending:
             self._queue.popleft()

@@ -12,8 +12,8 @@ buffers (count, names, dtype, shape, byte size, limits) before an array is made.
 :class:`ProtocolError` whose message names the field, the value and what was expected.
 
 Spikes travel exactly as the ``.dat`` file stores them (packed, upside down, tag bits included)
-together with their :class:`~spikereveal.capture.dat.SpikeGeometry`; the engine unpacks them with
-``spikereveal.capture.dat.unpack_frames(bundle.spikes_packed, bundle.geometry)``, the single place
+together with their :class:`~spikereveal.stream.spikes.SpikeGeometry`; the engine unpacks them with
+``spikereveal.stream.spikes.unpack_frames(bundle.spikes_packed, bundle.geometry)``, the single place
 where bits are unpacked. Packed frames are 8x smaller than unpacked ones.
 
 ``stamps`` is the per-stage list of ``(stage, time.monotonic_ns())`` pairs; ``monotonic_ns`` is
@@ -33,7 +33,8 @@ from typing import Any, ClassVar, NoReturn, Union
 import msgpack
 import numpy as np
 
-from spikereveal.capture.dat import SpikeFormatError, SpikeGeometry
+from spikereveal.stream.errors import SpikeRevealError
+from spikereveal.stream.spikes import SpikeFormatError, SpikeGeometry
 
 PROTOCOL_VERSION = 1
 
@@ -48,7 +49,7 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
-class ProtocolError(ValueError):
+class ProtocolError(SpikeRevealError):
     """A message (or a field of one) does not follow the wire protocol."""
 
 
@@ -234,7 +235,9 @@ class Result:
     ``frames``: (K, H, W, 3) uint8 **BGR**; ``spike_times``: K spike-frame indices (into the source
     bundle's spike frames) at which each frame is sharp; ``blur``: optional (H, W, 3) uint8 BGR input;
     ``seq``/``source_id``: those of the source bundle; ``model``: the backend/weights that made it;
-    ``stamps``: the bundle's stamps followed by the engine's.
+    ``stamps``: the bundle's stamps followed by the engine's; ``rgb_t_ns``: the source bundle's
+    sensor time of the RGB exposure (its spacing is the RGB frame rate, whatever the engine's
+    speed; 0 = unknown, and absent from the header of older senders).
     """
 
     kind: ClassVar[str] = "result"
@@ -247,9 +250,11 @@ class Result:
     model: str = ""
     blur: np.ndarray | None = None
     stamps: tuple[tuple[str, int], ...] = ()
+    rgb_t_ns: int = 0
 
     def __post_init__(self) -> None:
         _set(self, "seq", _int("result.seq", self.seq, 0))
+        _set(self, "rgb_t_ns", _int("result.rgb_t_ns", self.rgb_t_ns))
         _set(self, "source_id", _str("result.source_id", self.source_id))
         frames = _array("result.frames", self.frames, 4, "(K, H, W, 3)")
         k, h, w, c = frames.shape
@@ -407,6 +412,8 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
         {"v", "kind", "node", "session", "producer_session", "acked", "window", "t_ns", "buffers"}
     ),
 }
+#: Keys a header may leave out (added after v1 shipped; a missing one takes the field's default).
+_OPTIONAL_HEADER_KEYS: dict[str, frozenset[str]] = {"result": frozenset({"rgb_t_ns"})}
 
 
 def _check_limits(msg: Message, limits: Limits) -> None:
@@ -476,6 +483,7 @@ def _header_of(msg: Message, buffers: list[tuple[str, np.ndarray]]) -> dict[str,
             spike_times=list(msg.spike_times),
             model=msg.model,
             stamps=[list(s) for s in msg.stamps],
+            rgb_t_ns=msg.rgb_t_ns,
         )
     elif isinstance(msg, Status):
         header.update(
@@ -505,6 +513,25 @@ def encode(msg: Message, limits: Limits = DEFAULT_LIMITS) -> list[bytes | memory
     Buffers are flat views of the message's arrays (no copy unless an array is not C-contiguous),
     so the arrays must not be modified until ZeroMQ has sent them. Raises :class:`ProtocolError` if
     ``msg`` exceeds ``limits`` (the receiver would refuse it).
+
+    Examples:
+        A bundle of one 4x8 BGR image and two packed 2x8 spike frames: a header and two buffers.
+
+        >>> import numpy as np
+        >>> from spikereveal.stream.spikes import SpikeGeometry
+        >>> bundle = Bundle(
+        ...     seq=0,
+        ...     source_id="doc",
+        ...     blur=np.zeros((4, 8, 3), np.uint8),
+        ...     spikes_packed=np.zeros((2, 2), np.uint8),
+        ...     geometry=SpikeGeometry(2, 8),
+        ...     exposure=(0, 1),
+        ... )
+        >>> frames = encode(bundle)
+        >>> len(frames), [len(f) for f in frames[1:]]
+        (3, [96, 4])
+        >>> decode(frames).exposure
+        (0, 1)
     """
     if not isinstance(msg, (Bundle, Result, Status, Credit)):
         _fail("message", type(msg).__name__, "a Bundle, Result, Status or Credit")
@@ -613,6 +640,15 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     ``np.frombuffer`` views of the received frames, not copies, and are **read-only**: copy one
     before changing it. Raises :class:`ProtocolError` (naming the field, the value and what was
     expected) for anything that does not follow the protocol; never another exception type.
+
+    Examples:
+        >>> status = decode(encode(Status(node="engine", role="engine", pid=1, state="ready")))
+        >>> status.node, status.state
+        ('engine', 'ready')
+        >>> decode([b"not msgpack"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        spikereveal.stream.protocol.ProtocolError: header: not a valid msgpack map (...)
     """
     if not isinstance(frames, (list, tuple)):
         _fail("message", type(frames).__name__, "a list of frames")
@@ -626,9 +662,10 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if not isinstance(kind, str) or kind not in KINDS:
         _fail("header.kind", kind, f"one of {', '.join(KINDS)}")
     keys = set(header)
-    if keys != _HEADER_KEYS[kind]:
+    optional = _OPTIONAL_HEADER_KEYS.get(kind, frozenset())
+    if not _HEADER_KEYS[kind] <= keys <= _HEADER_KEYS[kind] | optional:
         missing = sorted(_HEADER_KEYS[kind] - keys)
-        extra = sorted(map(repr, keys - _HEADER_KEYS[kind]))  # keys may be str or bytes
+        extra = sorted(map(repr, keys - _HEADER_KEYS[kind] - optional))  # keys may be str or bytes
         if missing:
             _fail(
                 f"{kind} header",
@@ -691,6 +728,7 @@ def _build(kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray], limits: 
             model=h["model"],
             blur=arrays.get("blur"),
             stamps=_stamps("result.stamps", h["stamps"], limits.max_stamps),
+            rgb_t_ns=h.get("rgb_t_ns", 0),
         )
     if kind == "status":
         return Status(

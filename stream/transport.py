@@ -1,6 +1,8 @@
 """Sockets between nodes: safe endpoints, bounded waits, and the two delivery policies.
 
-Two policies, one per use (issue 3):
+Two policies, one per use, behind one interface (``stream/endpoint.py``: every sender is a
+:class:`~spikereveal.stream.endpoint.Sender`, every receiver a
+:class:`~spikereveal.stream.endpoint.Receiver`, so a node never asks which policy it holds):
 
 **Lossless** (:class:`LosslessSender` -> :class:`LosslessReceiver`, replaying recordings): every
 message arrives, in order, and the reader waits for the consumer. It is a credit scheme on
@@ -41,10 +43,10 @@ are counted and logged and never raise out of a receive call.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from spikereveal.stream.channel import ChannelCounters, DataMessage, PeerInfo, decode_or_count, recv_message
+from spikereveal.stream.endpoint import Receiver, Sender
 from spikereveal.stream.latest import LatestPublisher, LatestSubscriber
 from spikereveal.stream.lossless import LosslessReceiver, LosslessSender
 from spikereveal.stream.sockets import (
@@ -56,7 +58,7 @@ from spikereveal.stream.sockets import (
     is_loopback,
     make_socket,
 )
-from spikereveal.stream.stopping import POLL_SLICE_S, StopFlag, stopped
+from spikereveal.stream.stopping import POLL_SLICE_S, StopFlag
 
 __all__ = [
     "POLICIES",
@@ -87,16 +89,14 @@ __all__ = [
 
 
 POLICIES = ("lossless", "latest")
-Sender = LosslessSender | LatestPublisher
-Receiver = LosslessReceiver | LatestSubscriber
 
 
 def open_sender(policy: str, endpoint: str, **options: Any) -> Sender:
     """The sending end of ``policy`` ("lossless": replay, "latest": live); ``options`` go to its class.
 
-    Both ends share ``send(msg, timeout_s, stop) -> bool``, ``service(timeout_s, stop)``,
-    ``counters``, ``status_counters`` (the node's own, added to its Status messages), ``endpoint``
-    and ``close(final_state="stopping" | "finished")``.
+    Both are a :class:`~spikereveal.stream.endpoint.Sender`: ``wait_ready``, ``send``, ``service``,
+    ``flush``, ``in_flight``, ``counters``, ``status_counters`` (the node's own, added to its
+    Status messages), ``endpoint`` and ``close(final_state="stopping" | "finished")``.
     """
     if policy == "lossless":
         return LosslessSender(endpoint, **options)
@@ -106,28 +106,15 @@ def open_sender(policy: str, endpoint: str, **options: Any) -> Sender:
 
 
 def flush_patiently(sender: Sender, *, idle_timeout_s: float, stop: StopFlag | None = None) -> bool:
-    """At the end of a stream, wait until every message sent is acknowledged; True if so.
-
-    Waits as long as the consumer makes progress (a slow engine may take seconds per bundle) and
-    gives up after ``idle_timeout_s`` without a single acknowledgement, or on ``stop``. A
-    latest-wins publisher keeps nothing, so it is always flushed.
-    """
-    if not isinstance(sender, LosslessSender):
-        return True
-    best, since = sender.in_flight, time.monotonic()
-    while not sender.flush(timeout_s=0.5, stop=stop):
-        if stopped(stop):
-            return False
-        if sender.in_flight < best:
-            best, since = sender.in_flight, time.monotonic()
-        elif time.monotonic() - since > idle_timeout_s:
-            return False
-    return True
+    """:meth:`Sender.flush_patiently <spikereveal.stream.endpoint.Sender.flush_patiently>`: True once
+    everything sent is acknowledged (at once for latest-wins, which keeps nothing)."""
+    return sender.flush_patiently(idle_timeout_s=idle_timeout_s, stop=stop)
 
 
 def open_receiver(policy: str, endpoint: str, **options: Any) -> Receiver:
-    """The receiving end of ``policy``; both share ``recv(timeout_s, stop)``, ``counters``, ``producer``
-    (its ``state`` is "finished" once a producer has said it sent everything) and ``close()``."""
+    """The receiving end of ``policy``: a :class:`~spikereveal.stream.endpoint.Receiver` with
+    ``recv(timeout_s, stop)``, ``counters``, ``producer`` (its ``state`` is "finished" once a
+    producer has said it sent everything) and ``close(acknowledge=True)``."""
     if policy == "lossless":
         return LosslessReceiver(endpoint, **options)
     if policy == "latest":

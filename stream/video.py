@@ -18,11 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spikereveal.stream.errors import SpikeRevealError
+
 #: Containers cv2.VideoWriter muxes 'mp4v' into; anything else fails to open (or writes images).
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 
 
-class VideoError(RuntimeError):
+class VideoError(SpikeRevealError):
     """A video or image file cannot be written (path, container, size or codec)."""
 
 

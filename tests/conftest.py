@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -19,6 +20,32 @@ SHARED = REPO.parent / "shared"
 def _private_cache(tmp_path_factory) -> None:
     """Keep the ONNX export cache of this run (and of the CLIs it starts) out of the user's home."""
     os.environ["SPIKEREVEAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device; torch is imported only when a ``gpu`` test asks."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``gpu`` (pyproject declares the marker) skip cleanly on machines without CUDA."""
+    if item.get_closest_marker("gpu") is not None and not cuda_available():
+        pytest.skip("needs a CUDA device (torch.cuda.is_available() is False)")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request: pytest.FixtureRequest) -> str:
+    """The torch device a test runs on: "cpu" always, "cuda" where present (kornia's device fixture).
+
+    The cuda case carries the ``gpu`` marker, so ``-m "not gpu"`` leaves it out and
+    :func:`pytest_runtest_setup` skips it where there is no device.
+    """
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from spikereveal.capture.dat import DatFile, SpikeGeometry, unpack_frames
+from spikereveal.capture.dat import DatFile
 from spikereveal.engine.tfp import tfp_range
 from spikereveal.engine.windows import (
     LDN_WINDOW,
@@ -37,6 +37,7 @@ from spikereveal.engine.windows import (
     frames_needed,
     spike_window,
 )
+from spikereveal.stream.spikes import SpikeGeometry, unpack_frames
 from spikereveal.tools.bench_common import Timing, format_table, machine_info, time_repeats, write_json
 from spikereveal.tools.cli_types import SIZE
 

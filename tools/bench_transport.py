@@ -13,7 +13,7 @@ libzmq) and copy (pyzmq copies into and out of ZeroMQ messages). Baseline, measu
 run between the transport runs: a plain memcpy of the same bytes (``np.copyto`` into preallocated
 arrays) and ``np.copy`` (fresh arrays, so page faults included, as a receiver pays them).
 
-Goal from issue 3: p50 <= 3 ms and p99 <= 10 ms for the bundle over tcp loopback (zero-copy).
+Goal: p50 <= 3 ms and p99 <= 10 ms for the bundle over tcp loopback (zero-copy).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import click
 import numpy as np
 import zmq
 
-from spikereveal.capture.dat import SpikeGeometry
 from spikereveal.stream.latency import percentiles_ms
 from spikereveal.stream.protocol import Bundle
+from spikereveal.stream.spikes import SpikeGeometry
 from spikereveal.stream.transport import LosslessReceiver, LosslessSender, SocketConfig
 from spikereveal.tools.bench_common import format_table, machine_info, write_json
 from spikereveal.tools.cli_types import SIZE

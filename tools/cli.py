@@ -14,7 +14,16 @@ import sys
 
 import click
 
-from spikereveal.tools.errors import is_user_error
+from spikereveal.stream.errors import SpikeRevealError
+
+#: What a user's mistake raises: every family under the root, and the file errors of a bad path.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    SpikeRevealError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 
 # name -> ("module:attribute", one-line help). Modules are imported only when their command runs,
 # so `spikereveal --help` lists everything without loading torch or scipy.
@@ -67,6 +76,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spikereveal-rt", prog_name="spikereveal")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """SpikeReveal-RT: deblur RGB video with a spike camera (S-SDM / LDN)."""
@@ -84,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except Exception as exc:
-        if not is_user_error(exc):
-            raise
+    except USER_ERRORS as exc:  # anything else is a bug and keeps its traceback
         click.echo(f"error: {exc}", err=True)
         return 2
     except KeyboardInterrupt:

@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+# The one HxW parser lives at the bottom, where capture's source URIs can use it too.
+from spikereveal.stream.spikes import parse_size
+
+#: The CLI's wording of the library's "weights: the ldn model needs weights" (engine/deblur.py).
+NEEDS_WEIGHTS = (
+    "the ldn model needs --weights (a paper checkpoint or the project's .safetensors); "
+    "use --model sdm to deblur without weights"
+)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"250x400"`` -> ``(250, 400)``, i.e. (height, width); ValueError on anything else."""
-    match = _SIZE_RE.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a size HxW (height x width), e.g. 250x400")
-    height, width = int(match.group(1)), int(match.group(2))
-    if height == 0 or width == 0:
-        raise ValueError(f"{text!r}: height and width must be positive")
-    return height, width
+class ParsedType(click.ParamType):
+    """A click type around one text parser: ``ParsedType("HxW", parse_size)``.
 
+    The parser is the library's own (a plain function that raises ValueError, or a family under
+    it, naming the value); click shows its message as the option's error. A value that is not
+    text is taken as already parsed (a default given as a tuple, a float rate).
+    """
 
-class SizeType(click.ParamType):
-    """A frame size written ``HxW`` (height first, as in "250x400"), converted to ``(H, W)``."""
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name, self.parse = name, parse
 
-    name = "HxW"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            return value  # already converted (a default given as a tuple)
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
         try:
-            return parse_size(str(value))
+            return self.parse(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
-SIZE = SizeType()
+#: A frame size written ``HxW`` (height first, as in "250x400"), converted to ``(H, W)``.
+SIZE = ParsedType("HxW", parse_size)
 
 
 _EXPOSURE_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
@@ -53,20 +56,5 @@ def parse_exposure(text: str) -> tuple[int, int]:
     return start, end
 
 
-class ExposureType(click.ParamType):
-    """An exposure written ``A:B`` in spike frames (inclusive), converted to ``(A, B)``."""
-
-    name = "A:B"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_exposure(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-EXPOSURE = ExposureType()
+#: An exposure written ``A:B`` in spike frames (inclusive), converted to ``(A, B)``.
+EXPOSURE = ParsedType("A:B", parse_exposure)

@@ -4,29 +4,102 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import click
 import numpy as np
 
-from spikereveal.tools.cli_types import EXPOSURE, SIZE
-from spikereveal.tools.images import read_bgr, write_image
+from spikereveal.capture.images import read_bgr, write_image
+from spikereveal.stream.errors import SpikeRevealError
+from spikereveal.tools.cli_types import EXPOSURE, NEEDS_WEIGHTS, SIZE
 
 log = logging.getLogger(__name__)
 
 
+MANIFEST_NAME = "frames.json"
+# What deblur names its frames: frame_000.png ... (3 digits, more past 999 frames).
+_FRAME_RE = re.compile(r"^frame_\d{3,}\.png$")
+
+
+class OutputFolderError(SpikeRevealError):
+    """An output folder that cannot take a new run without losing or mixing files."""
+
+
+def _listed_frames(out_dir: Path) -> list[Path]:
+    """The frame files an earlier run's frames.json lists (only deblur's own names, inside out_dir)."""
+    try:
+        manifest = json.loads((out_dir / MANIFEST_NAME).read_text())
+        names = [entry["file"] for entry in manifest["frames"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # unreadable: nothing is provably ours but frames.json itself
+    return [out_dir / name for name in names if isinstance(name, str) and _FRAME_RE.match(name)]
+
+
+def clear_previous_run(out_dir: Path) -> list[Path]:
+    """Remove what an earlier run wrote in ``out_dir`` (frames.json and the frames it lists).
+
+    Without this a run of K=3 into a folder that held K=5 leaves frame_003/004.png from the old
+    run beside the new ones. Files the manifest does not list are left alone: deblur never
+    deletes what it cannot show it wrote. Returns the removed paths.
+    """
+    removed = []
+    for path in [*_listed_frames(out_dir), out_dir / MANIFEST_NAME]:
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``out_dir`` that holds deblur outputs, unless ``overwrite`` and all of them are ours.
+
+    The same rule as ``simulate --out``: a folder with an earlier run needs ``--overwrite``; then
+    the earlier run's files are replaced. A ``frame_NNN.png`` that no frames.json lists was not
+    provably written by deblur, so it is never deleted and the run is refused instead.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputFolderError(f"--out {out_dir}: is a file, not a folder")
+    if not out_dir.is_dir():
+        return
+    frames = sorted(p for p in out_dir.iterdir() if _FRAME_RE.match(p.name))
+    manifest = out_dir / MANIFEST_NAME
+    if not frames and not manifest.exists():
+        return
+    if not overwrite:
+        found = MANIFEST_NAME if manifest.exists() else f"{len(frames)} frame_*.png"
+        raise OutputFolderError(
+            f"--out {out_dir}: already holds an earlier run ({found}); pick another --out or pass --overwrite"
+        )
+    stray = sorted(set(frames) - set(_listed_frames(out_dir)))
+    if stray:
+        raise OutputFolderError(
+            f"--out {out_dir}: {stray[0].name}{f' and {len(stray) - 1} more' if len(stray) > 1 else ''} "
+            f"not listed in {MANIFEST_NAME}, so not known to be deblur's; remove {'them' if len(stray) > 1 else 'it'} or pick another --out"
+        )
+
+
 def write_sequence(out_dir: Path, frames: np.ndarray, times: list[int], info: dict) -> Path:
-    """Write ``frame_000.png``... and ``frames.json`` (spike index of each frame) into ``out_dir``."""
+    """Write ``frame_000.png``... and ``frames.json`` (spike index of each frame) into ``out_dir``.
+
+    An earlier run's outputs in ``out_dir`` are removed first (see :func:`clear_previous_run`), so
+    the folder holds exactly this run's frames.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    clear_previous_run(out_dir)
     entries = []
     for i, (frame, t) in enumerate(zip(frames, times, strict=True)):
         name = f"frame_{i:03d}.png"
         write_image(out_dir / name, frame)
         entries.append({"file": name, "spike_index": int(t)})
     manifest = {**info, "spike_indices": [int(t) for t in times], "frames": entries}
-    path = out_dir / "frames.json"
+    path = out_dir / MANIFEST_NAME
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def _fmt_exposure(exposure: tuple[int, int]) -> str:
+    return f"{exposure[0]}:{exposure[1]}"
 
 
 @click.command("deblur")
@@ -41,10 +114,16 @@ def write_sequence(out_dir: Path, frames: np.ndarray, times: list[int], info: di
     "--exposure",
     type=EXPOSURE,
     default=None,
-    help="Exposure A:B in spike frames (default: all but 20 at each end).",
+    help="RGB exposure A:B in spike frames, before the calibration's spike_offset_frames "
+    "(default: all but 20 at each end).",
 )
 @click.option(
-    "--times", "count", type=click.IntRange(min=1), default=5, show_default=True, help="Output frames K."
+    "--times",
+    "count",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Output frames K (at most the exposure's frames).",
 )
 @click.option(
     "--model", type=click.Choice(["ldn", "sdm"]), default=None, help="Default: ldn with --weights, else sdm."
@@ -54,10 +133,14 @@ def write_sequence(out_dir: Path, frames: np.ndarray, times: list[int], info: di
 )
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 @click.option(
-    "--calibration", type=click.Path(path_type=Path), default=None, help="Spike/RGB calibration file."
+    "--calibration",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Spike/RGB calibration file (.yaml/.json): scale and spike_offset_frames are applied.",
 )
 @click.option("--no-flip", is_flag=True, help="Spike frames are stored upright (some cameras).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the frames of an earlier run in --out.")
 def deblur_command(
     blur_path: Path,
     spikes_path: Path,
@@ -70,33 +153,90 @@ def deblur_command(
     calibration: Path | None,
     no_flip: bool,
     out_dir: Path,
+    overwrite: bool,
 ) -> None:
     """Deblur one image into K sharp frames spread over its exposure."""
     from spikereveal.calibration.model import Calibration, CalibrationError, load_calibration
     from spikereveal.capture.dat import open_dat
-    from spikereveal.engine.deblur import make_deblurrer, to_uint8
-    from spikereveal.engine.windows import default_exposure, exposure_times
+    from spikereveal.engine.deblur import WINDOW_FRAMES, check_ldn_sizes, make_deblurrer, to_uint8
+    from spikereveal.engine.windows import (
+        DEFAULT_MARGIN,
+        ExposureError,
+        check_exposure,
+        default_exposure,
+        exposure_times,
+    )
 
+    check_out_dir(out_dir, overwrite)  # before any work: a refused folder costs nothing
+    model = model or ("ldn" if weights else "sdm")
+    if model == "sdm" and weights:
+        raise click.BadParameter("--weights is only used by --model ldn", param_hint="--weights")
+    if model == "ldn" and not weights:
+        raise click.BadParameter(NEEDS_WEIGHTS, param_hint="--weights")
     blur = read_bgr(blur_path)
     height, width = spike_size if spike_size else (None, None)
     dat = open_dat(spikes_path, height, width, flip=not no_flip)
     calib = load_calibration(calibration) if calibration else Calibration()
+    calib_name = f"calibration {calibration}" if calibration else "the nominal calibration"
+    if not calib.is_nominal_alignment:
+        # Refused rather than ignored: every frame would be silently misregistered.
+        raise CalibrationError(
+            f"{calibration}: offset {list(calib.offset)} (RGB pixels) of calibration '{calib.id}' cannot be "
+            f"applied by deblur yet (it registers spikes to RGB by scale only); set offset to [0, 0]"
+        )
+    blur_hw, spike_hw = blur.shape[:2], (dat.geometry.height, dat.geometry.width)
     try:
-        calib.check_sizes(blur.shape[:2], (dat.geometry.height, dat.geometry.width))
+        calib.check_sizes(blur_hw, spike_hw)
+        if model == "ldn":
+            check_ldn_sizes(blur_hw, spike_hw)
     except CalibrationError as exc:
-        raise CalibrationError(f"{blur_path} with {spikes_path}: {exc}") from exc
+        hint = (
+            "or pass --calibration FILE with your rig's scale"
+            if calibration is None
+            else f"or fix the scale in --calibration {calibration}"
+        )
+        if model == "ldn":
+            hint += " (the ldn model takes only 4x; --model sdm takes any calibrated scale)"
+        raise CalibrationError(
+            f"{blur_path} with {spikes_path}: {exc}; resize the blur to fit, {hint}"
+        ) from None
 
     num_frames = len(dat)
-    start, end = exposure if exposure else default_exposure(num_frames)
+    if num_frames == 0:
+        raise ExposureError(f"{spikes_path}: holds no spike frames")
+    if exposure is None:
+        try:
+            nominal = default_exposure(num_frames)
+        except ExposureError:
+            raise ExposureError(
+                f"{spikes_path}: {num_frames} spike frames are too few for the default exposure, which keeps "
+                f"{DEFAULT_MARGIN} frames on each side (needs at least {2 * DEFAULT_MARGIN + 1} frames); "
+                f"give --exposure A:B inside 0..{num_frames - 1}"
+            ) from None
+    else:
+        nominal = exposure
+    shift = calib.spike_offset_frames
+    start, end = nominal[0] + shift, nominal[1] + shift
+    said = (
+        f"--exposure {_fmt_exposure(nominal)}"
+        if exposure
+        else f"the default exposure {_fmt_exposure(nominal)}"
+    )
+    where = f"{spikes_path}: "
+    if shift:
+        where += f"{said}, shifted by spike_offset_frames {shift} of {calib_name} to {start}:{end}: "
     if not 0 <= start <= end < num_frames:
-        raise click.BadParameter(
-            f"{start}:{end} is outside the {num_frames} frames of {spikes_path} (0..{num_frames - 1})",
-            param_hint="--exposure",
+        raise ExposureError(
+            f"{where}{start}:{end} is outside the {num_frames} frames of {spikes_path} (0..{num_frames - 1})"
         )
-    times = exposure_times(start, end, count)
-    model = model or ("ldn" if weights else "sdm")
-    if model == "sdm" and weights:
-        raise click.BadParameter("--weights is only used by --model ldn", param_hint="--weights")
+    try:
+        times = exposure_times(start, end, count)
+    except ExposureError as exc:
+        raise ExposureError(f"{where}--times {count}: {exc}") from None
+    try:
+        check_exposure((start, end), times, num_frames, WINDOW_FRAMES[model], reader=f"the {model} model")
+    except ExposureError as exc:
+        raise ExposureError(f"{where}{exc} (with --times {count})") from None
     try:
         deblurrer = make_deblurrer(model, weights=weights, backend=backend)
     except ValueError as exc:
@@ -104,8 +244,6 @@ def deblur_command(
     spikes = dat.read(0, num_frames)
     try:
         frames = deblurrer.sequence(blur, spikes, (start, end), times)
-    except ValueError as exc:  # a window that does not fit the stream names its frames
-        raise click.UsageError(str(exc)) from exc
     finally:
         deblurrer.close()
     info = {
@@ -113,9 +251,12 @@ def deblur_command(
         "backend": backend if model == "ldn" else None,
         "blur": str(blur_path),
         "spikes": str(spikes_path),
-        "spike_size": [dat.geometry.height, dat.geometry.width],
-        "blur_size": list(blur.shape[:2]),
+        "spike_size": list(spike_hw),
+        "blur_size": list(blur_hw),
+        "exposure_nominal": list(nominal),
         "exposure": [start, end],
+        # The record used, as applied: scale for the size check, spike_offset_frames on the exposure.
+        "calibration": {"path": str(calibration) if calibration else None, **calib.to_dict()},
     }
     manifest = write_sequence(out_dir, to_uint8(frames), times, info)
     click.echo(f"wrote {len(times)} frames ({model}) at spike frames {times} to {out_dir} ({manifest.name})")

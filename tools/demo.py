@@ -8,6 +8,7 @@ PSNR/SSIM table against ground truth.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from spikereveal.capture.images import write_image
 from spikereveal.tools.contact_sheet import contact_sheet
 from spikereveal.tools.deblur_cmd import write_sequence
-from spikereveal.tools.images import write_image
 from spikereveal.tools.metrics import psnr, ssim
 
 log = logging.getLogger(__name__)
@@ -164,23 +165,26 @@ def _stream_live(
     out_dir: Path, exposures: int, count: int, vth: float, seed: int, weights: Path | None, backend: str
 ) -> None:
     """The product's main job on the same built-in scene: three processes over ZeroMQ, in real time."""
+    from spikereveal.capture.node import CaptureNodeConfig
+    from spikereveal.engine.node import EngineNodeConfig
     from spikereveal.stream.display import screen_available
     from spikereveal.tools.run_cmd import run_pipeline
-    from spikereveal.tools.run_config import CaptureSettings, DisplaySettings, EngineSettings, RunConfig
+    from spikereveal.tools.run_config import RunConfig
 
     window = screen_available()
+    defaults = RunConfig()
     config = RunConfig(
-        capture=CaptureSettings(source=f"sim:pan?count={exposures}&vth={vth:g}&seed={seed}", rate="realtime"),
-        engine=EngineSettings(
-            model="ldn" if weights else "sdm",
-            weights=str(weights) if weights else None,
-            backend=backend,
-            times=count,
+        capture=CaptureNodeConfig(
+            source=f"sim:pan?count={exposures}&vth={vth:g}&seed={seed}", rate="realtime"
         ),
-        display=DisplaySettings(
+        engine=EngineNodeConfig(
+            model="ldn" if weights else "sdm", weights=weights, backend=backend, times=count
+        ),
+        display=dataclasses.replace(
+            defaults.display,
             window=window,
-            record=None if window else str(out_dir / "live.mp4"),
-            summary=str(out_dir / "latency.json"),
+            record=None if window else out_dir / "live.mp4",
+            summary=out_dir / "latency.json",
         ),
     )
     click.echo(f"streaming {exposures} exposures through capture -> engine -> display ...")

@@ -9,6 +9,8 @@ says which), forwards Ctrl-C as one SIGINT per node, and kills what has not stop
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -17,11 +19,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from spikereveal.stream.display import screen_available
+from spikereveal.stream.settings import settings_of
 from spikereveal.stream.transport import StopFlag, free_tcp_endpoint
-from spikereveal.tools.run_config import RunConfig
+from spikereveal.tools.config_options import config_argv
+from spikereveal.tools.run_config import RunConfig, RunConfigError
 
 #: Start order: downstream first, so each producer's consumer is already waiting.
 NODES = ("display", "engine", "capture")
@@ -43,56 +48,76 @@ def resolve_endpoints(config: RunConfig) -> NodeEndpoints:
     )
 
 
-def _opt(flag: str, value: object) -> list[str]:
-    """``[flag, value]``, or nothing when the value is unset (None)."""
-    return [] if value is None else [flag, str(value)]
+def check_run(config: RunConfig) -> None:
+    """Refuse, before any process starts, a run whose nodes would fail at once: one error line.
+
+    The node configs were validated when they were built (types, choices, ranges, the video
+    container). This checks what needs the file system: the calibration file, the source URI
+    and its sizes (a simulated source checks them when opened; a recording's first exposure
+    is read and its spike frames must fit its RGB frames), and the LDN's weights.
+    """
+    from spikereveal.calibration.model import Calibration, load_calibration
+    from spikereveal.capture.sources import SimulatedSource, open_source
+    from spikereveal.tools.cli_types import NEEDS_WEIGHTS
+
+    capture, engine = config.capture, config.engine
+    calibration = None if capture.calibration is None else load_calibration(capture.calibration)
+    source = open_source(capture.source, flip=capture.flip, calibration=calibration)
+    try:
+        if not isinstance(source, SimulatedSource):  # the simulator's sizes fit by construction
+            first = next(iter(source), None)
+            if first is not None:
+                sample = first.sample
+                try:
+                    (calibration or Calibration()).check_sizes(sample.blur.shape[:2], sample.spike_size)
+                except ValueError as exc:
+                    raise RunConfigError(f"source {capture.source!r}: {sample.name}: {exc}") from None
+    finally:
+        source.close()
+    if engine.weights is not None and not Path(engine.weights).is_file():
+        raise RunConfigError(f"engine.weights: {engine.weights}: no such file")
+    if engine.model_name == "ldn" and engine.weights is None:
+        raise RunConfigError(f"engine.model: {NEEDS_WEIGHTS}")
 
 
-def _flag(flag: str, on: bool) -> list[str]:
-    return [flag] if on else []
+def wired_configs(config: RunConfig, endpoints: NodeEndpoints) -> dict[str, Any]:
+    """Each node's config with the wiring ``run`` sets itself: endpoints, names, policy, remote.
+
+    The display gets a window only where there is a screen (else it writes a video, as it would
+    fall back to by itself, without first warning that it cannot open one).
+    """
+    common = {"policy": config.policy, "allow_remote": config.allow_remote}
+    display = config.display
+    return {
+        "display": dataclasses.replace(
+            display,
+            sub=endpoints.results,
+            node="display",
+            window=display.window and screen_available(),
+            **common,
+        ),
+        "engine": dataclasses.replace(
+            config.engine, sub=endpoints.bundles, pub=endpoints.results, node="engine", **common
+        ),
+        "capture": dataclasses.replace(config.capture, pub=endpoints.bundles, node="capture", **common),
+    }
+
+
+def wiring(config: Any) -> list[str]:
+    """The settings of a node config that ``run`` sets (declared ``yaml=False``): always spelled."""
+    return [f.name for f, s in settings_of(type(config)) if not s.yaml]
 
 
 def node_commands(config: RunConfig, endpoints: NodeEndpoints, *, verbose: int = 1) -> dict[str, list[str]]:
-    """The command line of each node (pure: what ``run`` starts, in :data:`NODES` order)."""
+    """The command line of each node (pure: what ``run`` starts, in :data:`NODES` order).
+
+    Derived from each node's config (:func:`~spikereveal.tools.config_options.config_argv`), so
+    the node parses it back into the very config ``run`` built: every setting that differs from
+    the node's default, and the wiring.
+    """
     base = [sys.executable, "-m", "spikereveal.tools.cli", *(["-v"] * verbose)]
-    common = ["--policy", config.policy, *_flag("--allow-remote", config.allow_remote)]
-    cap, eng, dis = config.capture, config.engine, config.display
-    window = screen_available() if dis.window is None else dis.window
-    display = [
-        *[*base, "display", "--sub", endpoints.results, *common, "--node", "display"],
-        *_opt("--summary", dis.summary),
-        *_opt("--warmup", dis.warmup),
-        *_flag("--no-window", not window),
-        *_opt("--record", dis.record),
-        *_opt("--png-dir", dis.png_dir),
-    ]
-    engine = [
-        *[
-            *base,
-            "engine",
-            "--sub",
-            endpoints.bundles,
-            "--pub",
-            endpoints.results,
-            *common,
-            "--node",
-            "engine",
-        ],
-        *_opt("--backend", eng.backend),
-        *_opt("--times", eng.times),
-        *_opt("--model", eng.model),
-        *_opt("--weights", eng.weights),
-        *_opt("--threads", eng.threads),
-    ]
-    capture = [
-        *[*base, "capture", "--source", cap.source, "--pub", endpoints.bundles, *common, "--node", "capture"],
-        *_opt("--rate", cap.rate),
-        *_flag("--loop", cap.loop),
-        *_opt("--count", cap.count),
-        *_flag("--no-flip", not cap.flip),
-        *_opt("--calibration", cap.calibration),
-    ]
-    return {"display": display, "engine": engine, "capture": capture}
+    configs = wired_configs(config, endpoints)
+    return {name: [*base, name, *config_argv(configs[name], always=wiring(configs[name]))] for name in NODES}
 
 
 def describe_exit(code: int) -> str:
@@ -115,11 +140,31 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Outcome:
-    """How a run ended: exit code 0 (all finished), 130 (stopped by the user) or 1 (a node failed)."""
+    """How a run ended: exit code 0 (all finished, or the user quit the window), 130 (stopped by a
+    signal) or 1 (a node failed). ``user_quit``: the display ended first (q, Esc, window closed)."""
 
     code: int
     failed_node: str | None = None
     reason: str = ""
+    user_quit: bool = False
+
+
+#: What the display's exit reason (its summary's ``exit``) means for the run.
+_DISPLAY_ENDS = {
+    "quit": "the user quit the display (q or Esc)",
+    "window closed": "the user closed the display window",
+}
+
+
+def display_exit_reason(summary_path: Path | None) -> str | None:
+    """The ``exit`` the display wrote in its summary JSON (None: no readable summary)."""
+    if summary_path is None:
+        return None
+    try:
+        reason = json.loads(Path(summary_path).read_text()).get("exit")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) else None
 
 
 @dataclass
@@ -128,6 +173,8 @@ class Pipeline:
 
     commands: dict[str, list[str]]
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    #: The display's summary JSON: its exit reason tells a user's quit from the stream's end.
+    display_summary: Path | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _readers: list[threading.Thread] = field(default_factory=list)
     _print_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -165,7 +212,14 @@ class Pipeline:
             self.say(name, line)
 
     def wait(self, stop: StopFlag, poll_s: float = 0.1) -> Outcome:
-        """Until every node has finished (0), one has failed (1), or ``stop`` is set (130)."""
+        """Until every node has finished (0), one has failed (1), ``stop`` is set (130), or the
+        display ended before the stream did (0, ``user_quit``: q, Esc or a closed window).
+
+        A display that exits 0 saying "finished" is the stream's normal end: the other nodes are
+        finishing too, and are waited for. Any other clean display exit (the user quit, a signal
+        sent to the display alone) leaves nobody to take the results: the run ends, and
+        :meth:`stop` stops the others.
+        """
         while True:
             for name in NODES:
                 code = self.procs[name].poll()
@@ -173,6 +227,11 @@ class Pipeline:
                     return Outcome(1, name, f"node '{name}' {describe_exit(code)}")
             if all(p.poll() == 0 for p in self.procs.values()):
                 return Outcome(0)
+            if "display" in self.procs and self.procs["display"].poll() == 0:
+                reason = display_exit_reason(self.display_summary)
+                if reason != "finished":
+                    why = _DISPLAY_ENDS.get(reason or "", f"the display ended ({reason or 'no summary'})")
+                    return Outcome(0, None, why, user_quit=True)
             if stop.wait(poll_s):
                 return Outcome(130, None, "stopped by signal")
 

@@ -1,8 +1,13 @@
 """Settings of a whole pipeline run (``spikereveal run``), from a YAML file and command-line flags.
 
 A rig's settings live in one YAML file with a section per node; flags given on the command line
-override the file. Unknown keys are errors (they are nearly always typos), named with the file
-and the section.
+override the file. Each section is bound by name to its node's own config dataclass (Holoscan's
+``**self.kwargs("replayer")``): ``capture:`` to ``CaptureNodeConfig``, ``engine:`` to
+``EngineNodeConfig``, ``display:`` to ``DisplayConfig``, so a section's keys, defaults and checks
+are the node's own (``spikereveal capture --help`` lists them). The wiring that ``run`` sets
+itself (endpoints, node names, the policy, ``allow_remote``) is not a key of a section: those
+settings are declared ``yaml=False``. Unknown keys are errors (they are nearly always typos),
+named with the file and the section.
 
 Example ``rig.yaml``::
 
@@ -24,37 +29,16 @@ from typing import Any
 
 import yaml
 
+from spikereveal.capture.node import CaptureNodeConfig
+from spikereveal.engine.node import EngineNodeConfig
+from spikereveal.stream.display import DisplayConfig
+from spikereveal.stream.errors import SpikeRevealError
+from spikereveal.stream.settings import SettingError, setting, settings_of, validate
+from spikereveal.stream.transport import POLICIES
 
-class RunConfigError(ValueError):
+
+class RunConfigError(SpikeRevealError):
     """A run configuration file or value that cannot be used."""
-
-
-@dataclass(frozen=True)
-class CaptureSettings:
-    source: str = "sample"
-    rate: str = "realtime"
-    loop: bool = False
-    count: int | None = None
-    flip: bool = True
-    calibration: str | None = None
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    model: str | None = None  # ldn with weights, else sdm
-    weights: str | None = None
-    backend: str = "torch"
-    times: int = 5
-    threads: int | None = None
-
-
-@dataclass(frozen=True)
-class DisplaySettings:
-    window: bool | None = None  # None: a window where there is a screen, else a video file
-    record: str | None = None
-    png_dir: str | None = None
-    summary: str = "build/run/latency.json"
-    warmup: int = 5  # results left out of the latency percentiles (connection set-up, lazy init)
 
 
 @dataclass(frozen=True)
@@ -63,20 +47,31 @@ class Endpoints:
     results: str | None = None  # engine -> display
 
 
+def _default_capture() -> CaptureNodeConfig:
+    return CaptureNodeConfig(source="sample")  # what ``run`` shows without a source: the built-in pan
+
+
+def _default_display() -> DisplayConfig:
+    # ``sub`` is wiring: a placeholder (the engine's default endpoint) that ``run`` replaces with the
+    # resolved results endpoint when it starts the node (tools/pipeline.py ``wired_configs``).
+    return DisplayConfig(sub=EngineNodeConfig().pub)
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    policy: str = "lossless"
-    allow_remote: bool = False
+    """One run: the policy for every node, the links, and each node's own config."""
+
+    policy: str = setting(
+        "lossless", help="lossless: replay (every bundle); latest: live (drop stale).", choices=POLICIES
+    )
+    allow_remote: bool = setting(False, help="Allow endpoints beyond loopback.")
     endpoints: Endpoints = field(default_factory=Endpoints)
-    capture: CaptureSettings = field(default_factory=CaptureSettings)
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    display: DisplaySettings = field(default_factory=DisplaySettings)
+    capture: CaptureNodeConfig = field(default_factory=_default_capture)
+    engine: EngineNodeConfig = field(default_factory=EngineNodeConfig)
+    display: DisplayConfig = field(default_factory=_default_display)
 
     def __post_init__(self) -> None:
-        if self.policy not in ("lossless", "latest"):
-            raise RunConfigError(f"policy: got {self.policy!r}, expected lossless or latest")
-        if self.engine.times < 1:
-            raise RunConfigError(f"engine.times: got {self.engine.times}, expected >= 1")
+        validate(self)
 
     def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with dotted keys replaced (``{"capture.source": "sample"}``); None values are ignored."""
@@ -93,29 +88,42 @@ class RunConfig:
         return config
 
 
-_SECTIONS = {
-    "endpoints": Endpoints,
-    "capture": CaptureSettings,
-    "engine": EngineSettings,
-    "display": DisplaySettings,
+#: The node sections of a run file and the config each is bound to.
+SECTIONS: dict[str, type] = {
+    "capture": CaptureNodeConfig,
+    "engine": EngineNodeConfig,
+    "display": DisplayConfig,
 }
 
 
-def _section(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise RunConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+def yaml_keys(cls: type) -> list[str]:
+    """The keys a run file's section of ``cls`` may hold: its settings not declared ``yaml=False``."""
+    return [f.name for f, s in settings_of(cls) if s.yaml]
+
+
+def _unknown(where: str, data: dict[Any, Any], known: list[str]) -> None:
+    unknown = sorted(map(str, set(data) - set(known)))
     if unknown:
         raise RunConfigError(
-            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+
+
+def _section(name: str, base: Any, data: Any, path: Path) -> Any:
+    """``base`` (the run's default for the section) with the file's keys of section ``name``."""
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        raise RunConfigError(f"{path}: {name}: expected a mapping, got {type(data).__name__}")
+    cls = type(base)
+    keys = yaml_keys(cls) if name in SECTIONS else [f.name for f in dataclasses.fields(cls)]
+    _unknown(f"{path}: {name}", data, keys)
     try:
-        return cls(**data)
+        return dataclasses.replace(base, **data)
+    except SettingError as exc:
+        raise RunConfigError(f"{path}: {name}.{exc.field}: {exc.problem}") from None
     except (TypeError, ValueError) as exc:
-        raise RunConfigError(f"{where}: {exc}") from None
+        raise RunConfigError(f"{path}: {name}: {exc}") from None
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -129,18 +137,14 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise RunConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise RunConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    known = {"policy", "allow_remote", *_SECTIONS}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise RunConfigError(
-            f"{path}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}"
-        )
-    sections = {name: _section(cls, data.get(name), f"{path}: {name}") for name, cls in _SECTIONS.items()}
+    top = [f.name for f, _ in settings_of(RunConfig)]
+    _unknown(str(path), data, [*top, "endpoints", *SECTIONS])
+    defaults = RunConfig()
+    sections = {
+        name: _section(name, getattr(defaults, name), data.get(name), path)
+        for name in ("endpoints", *SECTIONS)
+    }
     try:
-        return RunConfig(
-            policy=data.get("policy", "lossless"),
-            allow_remote=bool(data.get("allow_remote", False)),
-            **sections,
-        )
-    except RunConfigError as exc:
+        return RunConfig(**{k: data[k] for k in top if k in data}, **sections)
+    except SpikeRevealError as exc:
         raise RunConfigError(f"{path}: {exc}") from None

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from spikereveal.capture.dat import SpikeGeometry, write_dat
+from spikereveal.capture.dat import write_dat
 from spikereveal.capture.datasets import META_NAME, DatasetError
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.simulation import (  # noqa: F401  (re-exported for callers of the tool)
@@ -39,6 +39,7 @@ from spikereveal.capture.simulation import (  # noqa: F401  (re-exported for cal
     SimulationConfig,
     simulate_sample,
 )
+from spikereveal.stream.spikes import SpikeGeometry
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,11 @@ def simulate_dataset(
     """
     out_dir = Path(out_dir)
     if samples < 1:
-        raise ValueError(f"samples {samples} must be >= 1")
+        raise DatasetError(f"samples {samples} must be >= 1")
     if not scene or "/" in scene or "\\" in scene or scene in (".", ".."):
-        raise ValueError(f"scene name {scene!r} must be a plain folder name")
+        raise DatasetError(
+            f"scene name {scene!r} must be a plain folder name (no '/' or '\\', not '.' or '..')"
+        )
     prepare_out_dir(out_dir, overwrite)
     camera = config.new_camera()
     per = config.frames_per_sample

@@ -26,9 +26,11 @@ def parse_times(text: str) -> tuple[int, ...]:
     try:
         times = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of spike indices") from None
+        raise click.BadParameter(
+            f"{text!r} is not a comma-separated list of spike indices", param_hint="'--sharp-times'"
+        ) from None
     if not times:
-        raise click.BadParameter("give at least one spike index")
+        raise click.BadParameter("give at least one spike index", param_hint="'--sharp-times'")
     return times
 
 
@@ -125,6 +127,7 @@ def simulate_command(
 
     if builtin is not None:
         spike_hw = spike_size or DEFAULT_PAN_SPIKE_SIZE
+        _check_spike_size(spike_hw, None if spike_size else f"the default for --builtin {builtin}")
         config = _config(spike_hw, vth, noise, seed, times)
         frames: Iterator[np.ndarray] = scenes.pan_scene(needed, config.blur_size, texture=texture)
         source = f"builtin:{builtin}(texture={texture})"
@@ -141,6 +144,10 @@ def simulate_command(
             source, scene = f"images:{images}", scene_name or images.resolve().name
         first, raw = _peek(raw)
         spike_hw = spike_size or (first.shape[0] // 4, first.shape[1] // 4)
+        _check_spike_size(
+            spike_hw,
+            None if spike_size else f"{source}: its {first.shape[0]}x{first.shape[1]} frames at 1/4 per side",
+        )
         config = _config(spike_hw, vth, noise, seed, times)
         try:
             factor = upsample or scenes.interpolation_factor(available, needed)
@@ -168,10 +175,32 @@ def simulate_command(
     )
 
 
+def _check_spike_size(spike_hw: tuple[int, int], derived_from: str | None) -> None:
+    """Check the spike size alone, in the terms of the option the user gave.
+
+    ``derived_from`` says where a size the user did not pass came from (the source's frames, a
+    default), so the message explains it and names ``--spike-size`` as the way out instead of
+    quoting a spike size the user never wrote.
+    """
+    try:
+        SimulationConfig(spike_size=spike_hw)
+    except ValueError as exc:
+        if derived_from is None:
+            raise click.BadParameter(str(exc), param_hint="'--spike-size'") from None
+        h, w = spike_hw
+        example = f"{max(h, 1)}x{max(8, w // 8 * 8)}"
+        raise click.UsageError(
+            f"{derived_from} give spike frames of {h}x{w}, which cannot be simulated ({exc}); "
+            f"pass --spike-size HxW (the frames are resized to 4x it per side), e.g. --spike-size {example}"
+        ) from None
+
+
 def _config(
     spike_hw: tuple[int, int], vth: float, noise: float, seed: int, times: tuple[int, ...] | None
 ) -> SimulationConfig:
     try:
         return SimulationConfig(spike_size=spike_hw, vth=vth, noise_prob=noise, seed=seed, sharp_times=times)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        # The spike size was checked on its own, so what is left is one of the options below.
+        hint = "'--sharp-times'" if "sharp times" in str(exc) else "'--vth' / '--noise' / '--sharp-times'"
+        raise click.BadParameter(str(exc), param_hint=hint) from None

@@ -79,7 +79,12 @@ def tfp_command(
         # Decode only the window's frames: the file stays memory-mapped.
         frames = spikes.read(start, stop + 1)
     image = tfp_range(frames, 0, frames.shape[0] - 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, or a folder that cannot be made
+        raise click.BadParameter(
+            f"{out}: cannot create its folder {out.parent} ({exc.strerror})", param_hint="--out"
+        ) from None
     if out.suffix.lower() == ".npy":
         np.save(out, image)
     else:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Mapping
-
-import torch
+from typing import TYPE_CHECKING
 
 from spikereveal.engine.backends.base import Backend, BackendError, check_inputs, usable_cores
+
+if TYPE_CHECKING:  # a type hint only: choosing a backend must not load torch (onnxruntime, TensorRT)
+    import torch
 
 # name -> "module:class"; add a line here to add a backend.
 BACKENDS: dict[str, str] = {
@@ -55,6 +57,23 @@ def create_backend(
     threads: CPU threads for the network (default: the runtime's own choice for torch, all usable
     cores for onnxruntime). ``opts`` are the backend's own options (e.g. ``device="cuda"``,
     ``channels_last=False`` for torch); an unknown one is a BackendError listing the valid ones.
+
+    Examples:
+        An untrained LDN (random weights) on one 16x16 image: blur (N, 3, H, W) float32 BGR 0..1,
+        spikes (N, 21, H/4, W/4) 0/1, sharp (N, 3, H, W).
+
+        >>> import numpy as np
+        >>> import torch
+        >>> from spikereveal.engine.ldn import LDN
+        >>> _ = torch.manual_seed(0)
+        >>> with create_backend("torch", LDN().state_dict(), threads=1) as backend:
+        ...     sharp = backend.run(np.full((1, 3, 16, 16), 0.5, np.float32), np.zeros((1, 21, 4, 4), np.uint8))
+        >>> sharp.shape, sharp.dtype
+        ((1, 3, 16, 16), dtype('float32'))
+        >>> create_backend("tensorflow", {})
+        Traceback (most recent call last):
+        ...
+        spikereveal.engine.backends.base.BackendError: unknown backend 'tensorflow'; choose one of: onnxruntime, torch
     """
     cls = backend_class(name)
     if threads is not None and threads < 1:

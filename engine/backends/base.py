@@ -11,11 +11,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from spikereveal.engine.ldn import SPIKE_SCALE, SPIKE_WINDOW
 from spikereveal.engine.threads import usable_cores  # noqa: F401  (part of the backends' API)
+from spikereveal.engine.windows import LDN_SCALE as SPIKE_SCALE
+from spikereveal.engine.windows import LDN_WINDOW as SPIKE_WINDOW
+from spikereveal.stream.errors import SpikeRevealError
 
 
-class BackendError(ValueError):
+class BackendError(SpikeRevealError):
     """A backend that cannot be made (unknown name or option, missing device) or bad inputs to it."""
 
 

@@ -43,8 +43,56 @@ def test_check_sizes_message_names_both_sizes_and_ratio() -> None:
 
 
 def test_check_sizes_rejects_blur_not_a_whole_multiple() -> None:
-    with pytest.raises(CalibrationError, match=r"expected 250\.25x400"):
+    # A fractional "expected 250.25x400" named a size no file can have (issue 6, B7): the message
+    # says why no spike size fits and which RGB size these spikes need instead.
+    with pytest.raises(CalibrationError) as info:
         Calibration().check_sizes((1001, 1600), (250, 400))
+    text = str(info.value)
+    assert "no whole spike size fits RGB 1001x1600" in text and "1001/4 = 250.25" in text
+    assert "need RGB 1000x1600" in text and "expected 250.25" not in text
+
+
+def test_size_error_of_a_250x400_blur_names_the_rgb_size_the_spikes_need() -> None:
+    # GIVEN the 62x100 spikes a 250x400 blur cannot have (62.5 rows at 1/4)
+    with pytest.raises(CalibrationError) as info:
+        Calibration().check_sizes((250, 400), (62, 100))
+    text = str(info.value)
+    # THEN the message names the RGB size 4x the spikes, explains the ratio, quotes no fraction as a size
+    assert "need RGB 248x400" in text and "RGB is 4x the spike size per side" in text
+    assert "62.5x100" not in text and "250/4 = 62.5" in text
+
+
+def test_rgb_size_for_is_scale_times_the_spikes() -> None:
+    assert Calibration().rgb_size_for((250, 400)) == (1000, 1600)
+    assert Calibration(scale=3.97).rgb_size_for((250, 400)) == (992, 1588)
+    assert Calibration().fits((1000, 1600), (250, 400)) and not Calibration().fits((1001, 1600), (250, 400))
+
+
+@pytest.mark.parametrize("text", ["off", "no", "yes", "on", "2024", "1.50", "0x1F"])
+def test_yaml_id_is_the_text_written(tmp_path: Path, text: str) -> None:
+    # GIVEN an unquoted id that YAML 1.1 would read as a bool or a number
+    path = tmp_path / "rig.yaml"
+    path.write_text(f"id: {text}\nscale: 4\n")
+    # THEN the id is the text as written, and the other fields keep their YAML types
+    cal = load_calibration(path)
+    assert cal.id == text and cal.scale == 4.0
+
+
+@pytest.mark.parametrize("value", ["~", "[a, b]", ""])
+def test_yaml_id_that_is_no_text_is_named_with_a_hint(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "rig.yaml"
+    path.write_text(f"id: {value}\n")
+    with pytest.raises(CalibrationError) as info:
+        load_calibration(path)
+    text = str(info.value)
+    assert "rig.yaml: calibration id" in text and "quotes" in text
+
+
+def test_json_id_must_be_a_string(tmp_path: Path) -> None:
+    path = tmp_path / "rig.json"
+    path.write_text('{"id": false}')
+    with pytest.raises(CalibrationError, match=r"rig\.json: calibration id: False.*quotes"):
+        load_calibration(path)
 
 
 def test_other_scale() -> None:

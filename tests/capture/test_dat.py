@@ -12,19 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikereveal.capture.dat import (
-    DatFile,
-    SpikeFormatError,
-    SpikeGeometry,
-    follow_dat,
-    open_dat,
-    pack_frames,
-    read_sidecar,
-    sidecar_path,
-    unpack_frames,
-    write_dat,
-)
+from spikereveal.capture import dat
+from spikereveal.capture.dat import DatFile, follow_dat, open_dat, read_sidecar, sidecar_path, write_dat
 from spikereveal.engine.tfp import tfp
+from spikereveal.stream import spikes
+from spikereveal.stream.spikes import SpikeFormatError, SpikeGeometry, pack_frames, unpack_frames
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SPIKEZOO = SHARED / "data" / "spikezoo"
@@ -366,3 +358,9 @@ def test_real_clip_tfp_matches_ground_truth(name: str, min_corr: float) -> None:
     # AND without the flip the match collapses (regression guard for the row order)
     corr_unflipped, _ = _clip_correlation(name, flip=False)
     assert corr_unflipped < 0.5
+
+
+def test_dat_re_exports_the_spike_format() -> None:
+    """Callers written against capture/dat.py get the very objects of stream/spikes.py."""
+    for name in ("SpikeFormatError", "SpikeGeometry", "pack_frames", "unpack_frames"):
+        assert getattr(dat, name) is getattr(spikes, name)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from spikereveal.calibration.model import Calibration
-from spikereveal.capture.dat import SpikeGeometry, write_dat
+from spikereveal.capture.dat import write_dat
 from spikereveal.capture.datasets import DatasetError, SpikeDataset, detect_layout, open_dataset
 from spikereveal.capture.sample import Sample
+from spikereveal.stream.spikes import SpikeGeometry
 
 
 def _spikes(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:

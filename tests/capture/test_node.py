@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikereveal.capture.dat import SpikeGeometry, unpack_frames
 from spikereveal.capture.node import (
     CaptureNodeConfig,
     bundle_from_capture,
@@ -26,6 +25,7 @@ from spikereveal.capture.node import (
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.sources import Capture, SourceError, open_source, parse_rate
 from spikereveal.stream.protocol import Bundle, decode, encode
+from spikereveal.stream.spikes import SpikeGeometry, unpack_frames
 from spikereveal.stream.transport import (
     LatestSubscriber,
     LosslessReceiver,
@@ -230,6 +230,21 @@ def test_node_under_the_latest_policy_publishes_then_finishes(spawn) -> None:
         got = until_finished(subscriber)
     seqs = [b.seq for b in got]
     assert seqs and seqs == sorted(set(seqs)) and seqs[-1] <= n - 1  # newest wins, never out of order
+    assert exit_code(proc) == 0
+
+
+def test_a_capture_node_without_a_consumer_says_what_it_waits_for(spawn) -> None:
+    endpoint = free_tcp_endpoint()
+    proc = spawn("capture", "--source", "sim:pan?size=16x24", "--pub", endpoint, "--rate", "max")
+    expected = (
+        f"capture: waiting for a consumer of bundles on {endpoint} (no consumer has asked yet), for 5 s now"
+    )
+    deadline = time.monotonic() + WAIT_S + 5
+    while expected not in proc.log_path.read_text() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.log_path.read_text()
+        time.sleep(0.1)  # polling a file another process writes, not synchronisation
+    assert expected in proc.log_path.read_text()
+    proc.send_signal(signal.SIGTERM)
     assert exit_code(proc) == 0
 
 

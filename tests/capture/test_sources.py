@@ -139,3 +139,18 @@ def test_paced_max_never_waits():
 def test_bad_rates_are_named(rate):
     with pytest.raises(SourceError, match="rate"):
         list(paced(_fake_captures([0]), rate))
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [
+        ("sim:pan?size=63x95", "spike size 63x95: h*w must be a multiple of 8"),
+        ("sim:pan?size=0x8", "height and width must be positive"),
+        ("sim:pan?count=0", "count 0 must be >= 1"),
+    ],
+)
+def test_simulated_sizes_are_checked_when_the_uri_is_opened(uri: str, needle: str) -> None:
+    # Not at the first read: a node must refuse the URI before it binds a socket or waits for a peer.
+    with pytest.raises(SourceError) as info:
+        open_source(uri)
+    assert needle in str(info.value) and uri in str(info.value)

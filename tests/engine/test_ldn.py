@@ -41,11 +41,13 @@ OFFICIAL_SHAPES = {
 }
 
 
-def _inputs(n: int = 1, h: int = 32, w: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
+def _inputs(
+    n: int = 1, h: int = 32, w: int = 48, seed: int = 0, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same numbers on every device
     blur = torch.rand(n, 3, h, w, generator=g)
     spikes = (torch.rand(n, 21, h // 4, w // 4, generator=g) < 0.5).float()
-    return blur, spikes
+    return blur.to(device), spikes.to(device)
 
 
 def test_fresh_ldn_has_the_papers_parameter_count_and_keys() -> None:
@@ -56,15 +58,16 @@ def test_fresh_ldn_has_the_papers_parameter_count_and_keys() -> None:
 
 
 @pytest.mark.parametrize(("n", "h", "w"), [(1, 32, 48), (2, 16, 20)])
-def test_forward_keeps_batch_and_size(n: int, h: int, w: int) -> None:
-    blur, spikes = _inputs(n, h, w)
+def test_forward_keeps_batch_and_size(n: int, h: int, w: int, device: str) -> None:
+    blur, spikes = _inputs(n, h, w, device=device)
     with torch.inference_mode():
-        out = LDN().eval()(blur, spikes)
+        out = LDN().eval().to(device)(blur, spikes)
     assert out.shape == (n, 3, h, w)
     assert out.dtype == torch.float32
+    assert out.device.type == device
 
 
-def test_head_sees_the_blur_first_hand_built_weights() -> None:
+def test_head_sees_the_blur_first_hand_built_weights(device: str) -> None:
     # GIVEN every weight zero except the head's blur columns = identity and a bias
     model = LDN().eval()
     with torch.no_grad():
@@ -72,25 +75,27 @@ def test_head_sees_the_blur_first_hand_built_weights() -> None:
             p.zero_()
         model.pred.weight[:, :3, 0, 0] = torch.eye(3)
         model.pred.bias[:] = torch.tensor([0.1, 0.2, 0.3])
-    blur, spikes = _inputs()
+    model.to(device)
+    blur, spikes = _inputs(device=device)
     # WHEN it runs THEN the output is the blur plus the bias: the blur is concatenated first
     with torch.inference_mode():
         out = model(blur, spikes)
-    torch.testing.assert_close(out, blur + torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1))
+    torch.testing.assert_close(out, blur + torch.tensor([0.1, 0.2, 0.3], device=device).view(1, 3, 1, 1))
 
 
-def test_concat_free_ldn_computes_the_same_function() -> None:
+def test_concat_free_ldn_computes_the_same_function(device: str) -> None:
     torch.manual_seed(3)
-    model = LDN().eval()
-    blur, spikes = _inputs(2, 32, 48, seed=5)
+    model = LDN().eval().to(device)
+    blur, spikes = _inputs(2, 32, 48, seed=5, device=device)
+    atol = 1e-5 if device == "cpu" else 2e-3  # CUDA convolutions may use TF32
     with torch.inference_mode():
         ref = model(blur, spikes)
         fast = ConcatFreeLDN(model).eval()(blur, spikes)
         fast_cl = ConcatFreeLDN(model).to(memory_format=torch.channels_last)(
             blur.contiguous(memory_format=torch.channels_last), spikes
         )
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
-    torch.testing.assert_close(fast_cl, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, ref, atol=atol, rtol=0)
+    torch.testing.assert_close(fast_cl, ref, atol=atol, rtol=0)
 
 
 def test_official_checkpoint_loads_strictly(paper_weights) -> None:

@@ -8,8 +8,10 @@ send what no well-behaved producer would). Every wait is bounded; every process 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,6 @@ import numpy as np
 import pytest
 import zmq
 
-from spikereveal.capture.dat import SpikeGeometry, pack_frames
 from spikereveal.capture.node import bundle_from_capture
 from spikereveal.capture.sources import open_source
 from spikereveal.engine.deblur import SDMDeblurrer, make_deblurrer, to_uint8
@@ -30,7 +31,9 @@ from spikereveal.engine.node import (
     process_bundle,
 )
 from spikereveal.engine.windows import exposure_times
-from spikereveal.stream.protocol import Bundle, Result, Status, decode, encode
+from spikereveal.stream.display import DisplayConfig, DisplayNode
+from spikereveal.stream.protocol import Bundle, Credit, Result, Status, decode, encode
+from spikereveal.stream.spikes import SpikeGeometry, pack_frames
 from spikereveal.stream.transport import (
     LatestPublisher,
     LatestSubscriber,
@@ -41,6 +44,7 @@ from spikereveal.stream.transport import (
     free_tcp_endpoint,
     make_socket,
 )
+from tests.conftest import stop_processes
 from tests.stream.channel_harness import bind_retrying
 
 pytestmark = pytest.mark.timeout(60)  # every wait below is bounded far lower; this catches a bug
@@ -50,9 +54,12 @@ GEOMETRY = SpikeGeometry(16, 24, flip=False)
 
 
 def make_bundle(
-    seq: int, *, frames: int = 41, exposure: tuple[int, int] = (10, 30), scale: int = 4
+    seq: int, *, frames: int = 41, exposure: tuple[int, int] = (10, 30), scale: int = 4, rgb_t_ns: int = 0
 ) -> Bundle:
-    """A small random bundle (16x24 spikes, blur ``scale`` x larger); cheap to deblur with SDM."""
+    """A small random bundle (16x24 spikes, blur ``scale`` x larger); cheap to deblur with SDM.
+
+    Its stamps are fixed, so the same ``seq`` made twice is the same capture (as a redelivery is).
+    """
     rng = np.random.default_rng(seq)
     spikes = (rng.random((frames, 16, 24)) < 0.3).astype(np.uint8)
     return Bundle(
@@ -62,6 +69,7 @@ def make_bundle(
         spikes_packed=pack_frames(spikes, GEOMETRY),
         geometry=GEOMETRY,
         exposure=exposure,
+        rgb_t_ns=rgb_t_ns,
         stamps=(("capture.read", 1), ("capture.send", 2)),
     )
 
@@ -384,6 +392,120 @@ def test_slow_engine_under_the_live_policy_drops_and_stays_recent(spawn) -> None
     assert consumer.counters["dropped_in"] > 0 and consumer.counters["missed_in"] == 0
     assert consumer.counters["bundles_in"] + consumer.counters["dropped_in"] == published
     assert exit_code(proc) == 0
+
+
+def _credit_from(router: zmq.Socket, other_than: str | None = None) -> tuple[bytes, str]:
+    """The routing id and session of the next engine credit whose session is not ``other_than``."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0 and router.poll(int(remaining * 1000)), "no credit from an engine"
+        routing_id, *frames = router.recv_multipart()
+        msg = decode(frames)
+        if isinstance(msg, Credit) and msg.session != other_than:
+            return routing_id, msg.session
+
+
+def test_a_result_sent_again_by_a_restarted_engine_is_shown_once(spawn, tmp_path: Path) -> None:
+    """Exactly once to the user. The engine is SIGKILLed after its results reached the display; the
+    producer (a raw ROUTER whose acknowledgements were lost in the kill: the at-least-once case)
+    delivers bundles 3 and 4 again to the restarted engine, which sends results 3 and 4 again.
+    The display node shows every seq once and counts the two it discarded."""
+    n, k = 10, 1
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    pngs, summary_path = tmp_path / "png", tmp_path / "s.json"
+    config = DisplayConfig(
+        sub=pub, window=False, record=tmp_path / "v.mp4", png_dir=pngs, summary=summary_path, rgb_fps=10.0,
+        warmup=0,
+    )  # fmt: skip
+    display = DisplayNode(config, StopFlag())
+    runs = []
+    shown = threading.Thread(target=lambda: runs.append(display.run()), daemon=True)
+    router = make_socket(zmq.Context.instance(), zmq.ROUTER)
+    numbers = iter(range(1, 100))
+    session = b"capture1"
+
+    def deliver(routing_id: bytes, seqs: range) -> None:
+        for seq in seqs:
+            envelope = b"SRL1" + session + next(numbers).to_bytes(8, "little")
+            router.send_multipart([routing_id, envelope, *encode(make_bundle(seq))])
+
+    try:
+        attach(router, sub, bind=True)
+        shown.start()
+        first = engine(spawn, sub, pub, "--times", k)
+        first_id, first_session = _credit_from(router)
+        deliver(first_id, range(5))
+        deadline = time.monotonic() + WAIT_S
+        while display.run_info.results < 5 and time.monotonic() < deadline:
+            shown.join(0.05)  # the display thread does the work; this only bounds the wait
+        assert display.run_info.results == 5, first.log_path.read_text()
+        first.kill()  # SIGKILL: no "stopping", nothing flushed
+        first.wait(WAIT_S)
+        second = engine(spawn, sub, pub, "--times", k)
+        second_id, _ = _credit_from(router, other_than=first_session)
+        deliver(second_id, range(3, n))  # 3 and 4 again, then the rest
+        finished = Status.now("capture", "capture", "finished")
+        router.send_multipart([second_id, b"SRL1" + session + bytes(8), *encode(finished)])
+        shown.join(2 * WAIT_S)
+        assert not shown.is_alive(), second.log_path.read_text()
+        assert exit_code(second) == 0
+    finally:
+        display.stop.set()
+        shown.join(WAIT_S)
+        router.close(0)
+    (run,) = runs
+    seqs = sorted(int(path.stem.split("_")[0]) for path in pngs.glob("*.png"))
+    assert seqs == list(range(n))  # every seq, once
+    assert run.exit_reason == "finished" and run.results == n
+    summary = json.loads(summary_path.read_text())
+    assert summary["duplicates"] == 2 and summary["counters"]["duplicates"] >= 2
+    assert summary["frames_written"] == n * k
+
+
+def test_a_standalone_engine_says_what_it_waits_for(tmp_path: Path) -> None:
+    """No producer, no consumer, default log level (no -v): the user still sees why nothing happens."""
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    log_path = tmp_path / "engine.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spikereveal.tools.cli", "engine", "--sub", sub, "--pub", pub],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    expected = f"engine: waiting for bundles from {sub} (no producer heard yet), for 5 s now"
+    try:
+        deadline = time.monotonic() + WAIT_S + 5
+        while expected not in log_path.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.1)  # polling a file another process writes, not synchronisation
+        assert expected in log_path.read_text()
+    finally:
+        stop_processes([proc])
+    assert "Traceback" not in log_path.read_text()
+
+
+def test_an_engine_slower_than_real_time_says_so_once(spawn) -> None:
+    """Bundles 50 ms apart in sensor time (20/s) into an engine that takes 200 ms per bundle."""
+    n = 10  # 2 s of work for 0.5 s of stream: 1.5 s behind, past the 1 s the check allows
+    sub, pub = free_tcp_endpoint(), free_tcp_endpoint()
+    consumer = Consumer(pub)
+    consumer.start()
+    with LosslessSender(sub, node="capture", heartbeat_s=0.1) as sender:
+        proc = engine(spawn, sub, pub, "--times", 1, "--min-period-ms", 200)
+        send_all(sender, [make_bundle(seq, rgb_t_ns=seq * 50_000_000) for seq in range(n)])
+        assert sender.flush(WAIT_S)
+        sender.close(final_state="finished")
+    consumer.finish()
+    assert [r.seq for r in consumer.results] == list(range(n))
+    assert exit_code(proc) == 0
+    log = proc.log_path.read_text()
+    assert log.count("falling behind real time") == 1, log
+    (line,) = [line for line in log.splitlines() if "falling behind real time" in line]
+    assert " WARNING: engine: " in line  # shown at the CLI's default level
+    assert "results/s against 20.0 bundles/s coming in" in line and "lossless" in line
+    own = float(line.split("falling behind real time: ")[1].split(" ")[0])
+    assert 0 < own < 6  # at most 5 per second of work
 
 
 @pytest.mark.parametrize(

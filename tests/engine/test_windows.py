@@ -7,6 +7,9 @@ from hypothesis import strategies as st
 
 from spikereveal.engine.windows import (
     LDN_WINDOW,
+    SDM_SHORT_WINDOW,
+    ExposureError,
+    check_exposure,
     default_exposure,
     exposure_times,
     ldn_inputs,
@@ -29,9 +32,9 @@ def test_default_exposure_keeps_twenty_frames_each_side():
     assert default_exposure(301) == (20, 280)
 
 
-@given(start=st.integers(0, 500), length=st.integers(0, 500), count=st.integers(1, 40))
-def test_times_are_sorted_inside_the_exposure_and_hit_both_ends(start, length, count):
-    end = start + length
+@given(start=st.integers(0, 500), spare=st.integers(0, 500), count=st.integers(1, 40))
+def test_times_are_sorted_inside_the_exposure_and_hit_both_ends(start, spare, count):
+    end = start + count - 1 + spare  # at least `count` frames: more times than frames is an error
     times = exposure_times(start, end, count)
     assert len(times) == count
     assert times == sorted(times)
@@ -52,6 +55,55 @@ def test_bad_times_are_named(args, message):
 def test_too_short_stream_has_no_default_exposure():
     with pytest.raises(ValueError, match="41 frames"):
         default_exposure(30)
+
+
+def test_user_input_errors_are_one_family_under_the_root():
+    from spikereveal.stream.errors import SpikeRevealError
+
+    assert issubclass(ExposureError, SpikeRevealError)
+    for call in (lambda: default_exposure(10), lambda: exposure_times(20, 116, 0)):
+        with pytest.raises(ExposureError):
+            call()
+
+
+def test_more_times_than_exposure_frames_is_refused():
+    # GIVEN an exposure of 11 frames (20..30)
+    assert len(set(exposure_times(20, 30, 11))) == 11  # as many times as frames: each frame once
+    # WHEN asking for 30 output times THEN it refuses instead of repeating spike indices
+    with pytest.raises(ExposureError, match=r"30 output times over exposure 20:30.*at most 11 output times"):
+        exposure_times(20, 30, 30)
+    with pytest.raises(ExposureError, match="at most 1 output time$"):
+        exposure_times(5, 5, 2)
+
+
+def test_check_exposure_says_which_exposure_fits():
+    # GIVEN 310 frames and SDM's 9-frame window WHEN the exposure starts at frame 0
+    with pytest.raises(ExposureError) as info:
+        check_exposure((0, 300), exposure_times(0, 300, 5), 310, SDM_SHORT_WINDOW, reader="the sdm model")
+    text = str(info.value)
+    # THEN it names the frames the first time needs, who reads them, and the exposures that fit
+    assert "output time 0 needs spike frames -4..4" in text and "the 9 frames the sdm model reads" in text
+    assert "must lie within 4..305" in text and "310 spike frames (0..309)" in text
+    check_exposure((4, 305), exposure_times(4, 305, 5), 310, SDM_SHORT_WINDOW)  # that one fits
+
+
+def test_check_exposure_with_one_time_speaks_of_the_middle():
+    check_exposure((0, 136), [68], 137, LDN_WINDOW)  # the ends may touch the stream's ends
+    with pytest.raises(ExposureError, match=r"the middle must lie within 10\.\.126"):
+        check_exposure((0, 4), [2], 137, LDN_WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("exposure", "num_frames", "needle"),
+    [
+        ((0, 9), 10, "shorter than the 21 frames"),
+        ((0, 20), 10, "outside a stream of 10"),
+        ((0, 0), 0, "empty"),
+    ],
+)
+def test_check_exposure_rejects_streams_too_short(exposure, num_frames, needle):
+    with pytest.raises(ExposureError, match=needle):
+        check_exposure(exposure, [exposure[0]], num_frames, LDN_WINDOW)
 
 
 def test_window_is_centred_and_a_view():

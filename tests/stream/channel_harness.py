@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import zmq
 
-from spikereveal.capture.dat import SpikeGeometry
 from spikereveal.stream.protocol import Bundle
+from spikereveal.stream.spikes import SpikeGeometry
 from spikereveal.stream.transport import (
     EndpointError,
     LatestSubscriber,

@@ -10,8 +10,10 @@ channel's acknowledgements and the node's own exit say when it is done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +27,7 @@ import numpy as np
 import pytest
 import zmq
 
-from spikereveal.stream.display import DisplayConfig, DisplayNode, Recording
+from spikereveal.stream.display import DisplayConfig, DisplayNode, Recording, screen_size
 from spikereveal.stream.player import DEFAULT_RGB_FPS
 from spikereveal.stream.protocol import STATES, Credit, Result, Status, decode, encode
 from spikereveal.stream.transport import (
@@ -154,6 +156,23 @@ def test_recording_with_a_fixed_rate_writes_at_once_and_flushes_on_close(tmp_pat
     held.close()  # the stream ended before the rate was known: written at the default rate
     assert held.rgb_fps == DEFAULT_RGB_FPS and len(read_video(tmp_path / "h.mp4")) == K
     assert Recording(None, None).add(make_result(0), 0.0) == 0  # nothing asked for, nothing done
+
+
+def test_recording_takes_the_rate_from_sensor_times_not_arrivals(tmp_path: Path) -> None:
+    # GIVEN results captured 1/40 s apart on the sensor clock, one missing (a latest-wins drop),
+    # that arrive only every 0.5 s (a slow engine)
+    sensor_ns = 25_000_000
+    rec = Recording(tmp_path / "v.mp4", None, probe_results=8)
+    seqs = [0, 1, 3, 4]
+    written = [
+        rec.add(dataclasses.replace(make_result(seq), rgb_t_ns=(seq + 1) * sensor_ns), 0.5 * i)
+        for i, seq in enumerate(seqs)
+    ]
+    rec.close()
+    # THEN the video opens at the second result, at K x 40 Hz, the sensor's rate
+    assert written == [0, 2 * K, K, K]
+    assert rec.rgb_fps == pytest.approx(40.0) and rec.video_fps == pytest.approx(40.0 * K)
+    assert len(read_video(tmp_path / "v.mp4")) == 4 * K
 
 
 def test_node_watches_the_callers_stop_flag_and_writes_a_summary(tmp_path: Path) -> None:
@@ -340,6 +359,39 @@ def test_no_exit_on_finish_writes_a_summary_and_takes_the_next_stream(tmp_path: 
 
 
 @requires_finished
+def test_results_sent_again_by_a_restarted_producer_are_shown_once(tmp_path: Path, start_display) -> None:
+    """Lossless is at-least-once across a producer restart: the second producer session sends
+    results 2 and 3 again (the same captures); the display shows each seq once and counts two."""
+    n = 6
+    endpoint, video, summary_path = free_tcp_endpoint(), tmp_path / "v.mp4", tmp_path / "s.json"
+    results = [make_result(seq) for seq in range(n)]
+    with _bind_retrying(endpoint) as first:
+        display = start_display(
+            "--sub", endpoint, "--no-window", "--record", video, "--summary", summary_path,
+            "--rgb-fps", 10, "--warmup", 0,
+        )  # fmt: skip
+        send_all(first, results[:4])
+    with _bind_retrying(endpoint) as second:  # a new session: the display's window starts afresh
+        send_all(second, results[2:])
+        second.close(final_state="finished")
+        assert display.wait() == 0, display.log()
+    summary = json.loads(summary_path.read_text())
+    assert summary["results"] == n and summary["duplicates"] == 2
+    assert summary["counters"]["duplicates"] >= 2 and summary["frames_written"] == n * K
+    frames = read_video(video)
+    assert sharp_levels(frames) == pytest.approx([level(s, i) for s in range(n) for i in range(K)], abs=4)
+
+
+def test_a_display_without_a_producer_says_what_it_waits_for(start_display) -> None:
+    endpoint = free_tcp_endpoint()
+    display = start_display("--sub", endpoint, "--no-window")
+    expected = f"display: waiting for results from {endpoint} (no producer heard yet), for 5 s now"
+    wait_for(lambda: expected in display.log(), "a waiting notice", timeout_s=WAIT_S + 5)
+    display.proc.send_signal(signal.SIGTERM)
+    assert display.wait() == 0, display.log()
+
+
+@requires_finished
 def test_latest_policy_without_a_screen_falls_back_to_the_default_video(
     tmp_path: Path, start_display
 ) -> None:
@@ -484,3 +536,55 @@ def test_window_keys_pause_step_snapshot_quit_under_xvfb(tmp_path: Path, start_d
     index = int(Path(snapshot).stem.rsplit("_", 1)[1])
     assert index >= 1 and (image[:, W + 4 :] == level(0, index)).all()  # stepped past frame 0
     assert "paused" in display.log()
+
+
+def test_screen_size_is_read_from_the_x_server(xvfb) -> None:
+    if shutil.which("xdpyinfo") is None:
+        pytest.skip("xdpyinfo is not installed (apt-get install x11-utils)")
+    assert screen_size(xvfb) == (800, 1280)  # the fixture's -screen 0 1280x800x24
+    assert screen_size("") is None  # no display named: unknown, never an error
+
+
+def _started_pids(text: str) -> dict[str, int]:
+    return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+def test_q_in_the_window_ends_the_whole_run_under_xvfb(tmp_path: Path, xvfb) -> None:
+    # GIVEN `spikereveal run` of an endless source with its window on a virtual screen
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "spikereveal.tools.cli", "run", "--source", "sim:pan?size=16x24",
+                "--window", "--summary", tmp_path / "s.json",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DISPLAY": xvfb},
+            cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: "[display]" in log_path.read_text(), "the display's first log line")
+            pids = _started_pids(log_path.read_text())
+            assert set(pids) == {"display", "engine", "capture"}, log_path.read_text()
+            # WHEN the user presses q in the live window
+            press(xvfb, "q")
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    # THEN the run ends with exit 0, says so, and no node is left running
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "the user quit the display (q or Esc): stopped the other nodes" in text
+    wait_for(lambda: all(_gone(p) for p in pids.values()), "every node ended")
+    assert json.loads((tmp_path / "s.json").read_text())["exit"] == "quit"

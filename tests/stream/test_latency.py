@@ -126,3 +126,24 @@ def test_end_to_end_is_the_sum_of_stages(deltas: list[list[int]], warmup: int) -
         assert s["end_to_end"]["max_ms"] == pytest.approx(max(expected) / 1e6)
         total_mean = sum(st_["mean_ms"] for st_ in s["stages"].values())
         assert total_mean == pytest.approx(s["end_to_end"]["mean_ms"])
+
+
+def test_a_stream_shorter_than_the_warmup_reports_the_warmup_marked() -> None:
+    stats = LatencyStats(warmup=5)
+    for i in range(3):
+        stats.add([("capture.read", 1000 * i), ("display.recv", 1000 * i + 2_000_000)])
+    s = stats.summary()
+    assert s["end_to_end"]["n"] == 0  # no steady-state samples...
+    assert s["warmup_only"] is True  # ...so the warm-up's own are given, marked
+    warm = s["warmup_results"]
+    assert warm["end_to_end"]["n"] == 3 and warm["end_to_end"]["p50_ms"] == pytest.approx(2.0)
+    assert warm["stages"]["capture.read->display.recv"]["n"] == 3
+    text = stats.format()
+    assert "no latency samples" not in text and "(warm-up only)" in text and "end_to_end" in text
+    json.loads(json.dumps(s))  # still plain JSON
+    for _ in range(3, 6):  # past the warm-up: the steady state alone, unmarked
+        stats.add([("capture.read", 0), ("display.recv", 1_000_000)])
+    s = stats.summary()
+    assert s["warmup_only"] is False and s["warmup_results"] is None and s["end_to_end"]["n"] == 1
+    assert "(warm-up only)" not in stats.format()
+    assert LatencyStats(warmup=5).summary()["warmup_only"] is False  # nothing at all: nothing to mark

@@ -6,8 +6,10 @@ Every wait is a poll with a generous bound; child peers are terminated (then kil
 
 from __future__ import annotations
 
+import threading
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -176,3 +178,78 @@ def test_latest_finished_reaches_a_slow_subscriber_with_a_full_queue() -> None:
             thread.join(WAIT_S)
     assert seen["state"] == "finished"
     assert seen["seqs"] == sorted(set(seen["seqs"])) and len(seen["seqs"]) < 30
+
+
+def test_live_subscriber_that_sleeps_between_takes_always_gets_one_of_the_newest() -> None:
+    """A consumer that works 30 ms per take gets a bundle within 2 of the newest sent, take after take.
+
+    The publisher sends a 20 KB bundle every 5 ms (six per take) from a thread of its own. Draining
+    only when asked left the ones beyond ZeroMQ's small queues waiting in the kernel's buffers, so
+    each take fell further behind; the subscriber's receiving thread keeps up with them all.
+    """
+    newest = -1
+    done = threading.Event()
+    with (
+        LatestPublisher("tcp://127.0.0.1:*") as publisher,
+        LatestSubscriber(publisher.endpoint) as subscriber,
+    ):
+        assert publisher.wait_for_subscriber(WAIT_S)
+
+        def publish() -> None:  # the only user of the publisher's socket until it is joined
+            nonlocal newest
+            seq = 0
+            while not done.is_set():
+                publisher.publish(bundle(seq, blur_bytes=20_000))
+                newest, seq = seq, seq + 1
+                done.wait(0.005)
+
+        sender = threading.Thread(target=publish, daemon=True)
+        sender.start()
+        try:
+            lags, accounted = [], []
+            for _ in range(40):
+                time.sleep(0.03)  # the slow engine
+                sent = newest
+                msg = subscriber.recv_latest(WAIT_S)
+                assert msg is not None
+                lags.append(sent - msg.seq)  # negative: a newer one arrived during the call
+                c = subscriber.counters
+                accounted.append(c.dropped + c.missed + c.received - (msg.seq + 1))
+        finally:
+            done.set()
+            sender.join(WAIT_S)
+    assert max(lags) <= 2, lags
+    assert subscriber.counters.dropped > 0
+    # Every seq up to the one taken was taken or counted, at each take (the counters move together).
+    assert accounted == [0] * len(accounted), accounted
+
+
+def test_live_six_megabyte_bundle_passes_the_small_kernel_buffers() -> None:
+    with (
+        LatestPublisher("tcp://127.0.0.1:*") as publisher,
+        LatestSubscriber(publisher.endpoint) as subscriber,
+    ):
+        assert publisher.wait_for_subscriber(WAIT_S)
+        big = bundle(3, blur_bytes=6_000_000)
+        publisher.publish(big)
+        msg = subscriber.recv_latest(WAIT_S)
+        assert msg is not None and msg.seq == 3
+        assert msg.blur.nbytes >= 5_900_000 and np.array_equal(msg.blur, big.blur)
+
+
+def test_latest_subscriber_close_stops_its_receiving_thread() -> None:
+    with LatestPublisher("tcp://127.0.0.1:*") as publisher:
+        subscriber = LatestSubscriber(publisher.endpoint, node="closing")
+        assert publisher.wait_for_subscriber(WAIT_S)
+        publisher.publish(bundle(0))
+        assert subscriber.recv_latest(WAIT_S).seq == 0
+
+        def receiving() -> list[threading.Thread]:
+            return [t for t in threading.enumerate() if t.name.startswith("latest closing <-")]
+
+        assert [t.daemon for t in receiving()] == [True]
+        subscriber.close()
+        subscriber.close()  # twice is harmless
+        assert receiving() == []
+        assert subscriber.recv_latest(1.0) is None  # returns at once: nothing can arrive any more
+        assert subscriber.counters.received == 1

@@ -16,11 +16,14 @@ from spikereveal.stream.player import (
     OverlayInfo,
     Playback,
     RateMeter,
+    SensorRate,
     canvas_size,
     compose_canvas,
     draw_overlay,
     fit_for_screen,
+    fit_size,
     overlay_lines,
+    window_limits,
 )
 from spikereveal.stream.protocol import Result
 
@@ -107,6 +110,39 @@ def test_fit_for_screen_enlarges_small_exactly_and_shrinks_huge() -> None:
     assert abs(fitted.shape[1] / fitted.shape[0] - 1.5) < 0.01
     middle = np.zeros((500, 800, 3), np.uint8)
     assert fit_for_screen(middle) is middle
+
+
+def test_a_big_stream_fits_the_screen_with_a_margin() -> None:
+    # GIVEN a 1000x1600 stream: blur | sharp is 1000 x 3204 pixels
+    canvas_hw = (1000, 2 * 1600 + 4)
+    # WHEN it is fitted to a 1600-pixel-wide screen (900 rows)
+    max_h, max_w = window_limits((900, 1600))
+    out_h, out_w = fit_size(*canvas_hw, max_height=max_h, max_width=max_w)
+    # THEN the window is narrower than the screen, with room for its decorations, aspect kept
+    assert max_w < 1600 and max_h < 900
+    assert out_w <= max_w and out_h <= max_h
+    assert abs(out_w / out_h - canvas_hw[1] / canvas_hw[0]) < 0.01
+    # AND a screen of unknown size gets a default that fits any laptop
+    assert window_limits(None) == (720, 1280)
+    assert fit_size(*canvas_hw) == (400, 1280)
+    # AND small sequences are still enlarged by whole factors, within the limits
+    assert fit_size(64, 196, min_height=360, max_height=max_h, max_width=max_w) == (384, 1176)
+    assert fit_size(500, 800) == (500, 800)
+    with pytest.raises(ValueError, match="0x8"):
+        fit_size(0, 8)
+
+
+def test_sensor_rate_is_the_median_spacing_per_sequence_number() -> None:
+    rate = SensorRate()
+    assert rate.rate_hz is None
+    rate.add(0, 0)  # unknown time: ignored
+    rate.add(1, 10_000_000)
+    assert rate.rate_hz is None  # one usable time says nothing yet
+    rate.add(2, 20_000_000)
+    rate.add(5, 50_000_000)  # two results dropped in between: still 10 ms per frame
+    rate.add(6, 90_000_000)  # one late outlier: the median ignores it
+    rate.add(4, 95_000_000)  # going back (a restart): not an interval
+    assert rate.rate_hz == pytest.approx(100.0)
 
 
 # -- overlay --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import msgpack
@@ -12,7 +13,6 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spikereveal.capture.dat import SpikeGeometry, pack_frames, unpack_frames
 from spikereveal.stream.protocol import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
@@ -25,6 +25,7 @@ from spikereveal.stream.protocol import (
     decode,
     encode,
 )
+from spikereveal.stream.spikes import SpikeGeometry, pack_frames, unpack_frames
 
 GEOMETRY = SpikeGeometry(8, 16)  # 16 bytes per frame
 
@@ -487,3 +488,18 @@ def test_corrupted_frames_only_raise_protocol_error(which: int, data: st.DataObj
     if isinstance(msg, Bundle):
         assert msg.spikes_packed.shape[1] == msg.geometry.frame_bytes
         assert math.prod(msg.blur.shape) == len(frames[1])
+
+
+def test_result_carries_the_sensor_rgb_time_and_older_headers_still_decode() -> None:
+    # GIVEN a result stamped with its bundle's sensor time of the RGB exposure
+    result = dataclasses.replace(make_result(), rgb_t_ns=123_456_789)
+    frames = encode(result)
+    # THEN it travels in the header and comes back
+    assert header_of(frames)["rgb_t_ns"] == 123_456_789
+    assert decode(frames).rgb_t_ns == 123_456_789  # type: ignore[union-attr]
+    # AND a sender from before the field existed (no key) decodes with 0 (unknown)
+    assert decode(with_header(frames, rgb_t_ns=_DELETE)).rgb_t_ns == 0  # type: ignore[union-attr]
+    # AND a wrong value is refused, naming the field
+    expect_error(with_header(frames, rgb_t_ns="soon"), "result.rgb_t_ns")
+    with pytest.raises(ProtocolError, match="result.rgb_t_ns"):
+        dataclasses.replace(make_result(), rgb_t_ns=1.5)

@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from spikereveal.stream.protocol import encode
+from spikereveal.stream.sockets import LIVE_BUFFER_BYTES, LIVE_SOCKET_CONFIG
 from spikereveal.stream.transport import (
     ChannelCounters,
     EndpointError,
@@ -51,6 +52,26 @@ def test_bind_endpoint_policy(caplog: pytest.LogCaptureFixture) -> None:
     ):
         with pytest.raises(EndpointError, match=words):
             check_bind_endpoint(bad)
+
+
+def test_remote_bind_refusal_names_the_option_that_allows_it() -> None:
+    with pytest.raises(EndpointError) as refused:
+        check_bind_endpoint("tcp://0.0.0.0:5555")
+    message = str(refused.value)
+    assert message.startswith("tcp://0.0.0.0:5555: binding to '0.0.0.0'")
+    assert "--allow-remote" in message and "allow_remote: true" in message
+
+
+def test_live_config_has_small_kernel_buffers_and_the_default_keeps_the_kernels() -> None:
+    ctx = zmq.Context.instance()
+    live, default = make_socket(ctx, zmq.SUB, LIVE_SOCKET_CONFIG), make_socket(ctx, zmq.SUB)
+    try:
+        assert LIVE_SOCKET_CONFIG.sndbuf_bytes == LIVE_SOCKET_CONFIG.rcvbuf_bytes == LIVE_BUFFER_BYTES
+        assert live.getsockopt(zmq.SNDBUF) == live.getsockopt(zmq.RCVBUF) == LIVE_BUFFER_BYTES
+        assert default.getsockopt(zmq.SNDBUF) == default.getsockopt(zmq.RCVBUF) == -1
+    finally:
+        live.close(0)
+        default.close(0)
 
 
 def test_free_endpoint_and_socket_options() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from spikereveal.capture.dat import SpikeGeometry, pack_frames, unpack_frames
+from spikereveal.stream.spikes import SpikeGeometry, pack_frames, unpack_frames
 from spikereveal.tools.bench_decode import naive_unpack
 from spikereveal.tools.cli import cli
 

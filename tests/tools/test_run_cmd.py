@@ -184,3 +184,72 @@ def test_bad_config_is_one_line(cli, tmp_path, text, needle):
     path.write_text(text)
     res = cli("run", "--config", path)
     assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_display_that_ends_first_ends_the_whole_run(tmp_path):
+    # GIVEN an endless run (capture and engine would wait for the display forever)
+    run = _endless_run(tmp_path)
+    try:
+        run.wait_for_line(r"started capture")
+        pids = _pids(run)
+        run.wait_for_line(r"\[display\] .*results from")  # its signal handlers are installed
+        # WHEN only the display ends (as q, Esc or closing its window would end it)
+        os.kill(pids["display"], signal.SIGINT)
+        code = run.finish(timeout_s=60)
+    finally:
+        run.kill()
+    # THEN the run ends cleanly, says why, and stopped capture and engine
+    assert code == 0, run.output
+    assert "[run] the display ended (signal): stopped the other nodes" in run.output
+    assert _all_gone(pids), f"nodes left running: {pids}"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--source", "sim:pan?size=63x95"), "size 63x95: h*w must be a multiple of 8"),
+        (("--weights", "missing.safetensors"), "engine.weights: missing.safetensors: no such file"),
+        (("--record", "out.gif"), "out.gif"),
+        (("--times", "0"), "--times"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_node_starts(cli, args, needle):
+    res = cli("run", "--no-window", *args)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr + res.stdout
+    assert "started" not in res.stdout  # no process was started
+
+
+def test_a_slow_engine_still_records_at_the_sensor_rate(tmp_path):
+    # GIVEN a simulated source (one RGB frame per 137 spike frames at 20 kHz: ~146 Hz) replayed as
+    # fast as possible into an engine made slow (150 ms a bundle: results arrive at under 7 Hz)
+    from spikereveal.capture.datasets import GOPRO_FRAMES_PER_SAMPLE
+    from spikereveal.capture.sources import DEFAULT_SPIKE_RATE_HZ
+
+    rig = tmp_path / "rig.yaml"
+    rig.write_text("engine: {min_period_ms: 150, times: 2}\n")  # a node setting bound by name
+    video, summary = tmp_path / "run.mp4", tmp_path / "latency.json"
+    run = RunProcess(
+        "--config", str(rig), "--source", "sim:pan?size=16x24&count=4", "--rate", "max",
+        "--no-window", "--record", str(video), "--summary", str(summary),
+    )  # fmt: skip
+    try:
+        code = run.finish(timeout_s=120)
+    finally:
+        run.kill()
+    assert code == 0, run.output
+    # THEN the video plays at K x the sensor's RGB rate, not at the rate results arrived
+    sensor_hz = DEFAULT_SPIKE_RATE_HZ / GOPRO_FRAMES_PER_SAMPLE
+    data = json.loads(summary.read_text())
+    assert data["rgb_fps"] == pytest.approx(sensor_hz, rel=1e-3)
+    assert data["video_fps"] == pytest.approx(2 * sensor_hz, rel=1e-3)
+    assert len(read_video(video)) == 8
+
+
+def test_the_capture_node_refuses_a_bad_size_in_one_line(cli):
+    res = cli("capture", "--source", "sim:pan?size=63x95", "--rate", "max", timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "error: source 'sim:pan?size=63x95': spike size 63x95: h*w must be a multiple of 8 "
+        "(whole bytes per .dat frame)"
+    ]

@@ -1,5 +1,7 @@
 """tools/run_config.py: YAML rig files, overrides and their errors."""
 
+from pathlib import Path
+
 import pytest
 
 from spikereveal.tools.run_config import RunConfig, RunConfigError, load_run_config
@@ -19,7 +21,9 @@ def test_yaml_sections_are_read(tmp_path):
     assert config.endpoints.bundles == "tcp://127.0.0.1:6001" and config.endpoints.results is None
     assert config.capture.source == "sim:pan?count=2" and config.capture.rate == "max"
     assert config.engine.times == 3 and config.engine.backend == "onnxruntime"
-    assert config.display.window is False and config.display.record == "out.mp4"
+    assert config.display.window is False and config.display.record == Path(
+        "out.mp4"
+    )  # bound to DisplayConfig
 
 
 def test_flags_override_the_file_and_none_keeps_it():

@@ -127,3 +127,12 @@ def test_dataset_argument_errors(tmp_path: Path) -> None:
         simulate_dataset([], TINY, tmp_path, samples=0)
     with pytest.raises(ValueError, match="plain folder name"):
         simulate_dataset([], TINY, tmp_path, samples=1, scene="a/b")
+
+
+def test_dataset_argument_errors_are_user_errors(tmp_path: Path) -> None:
+    from spikereveal.stream.errors import SpikeRevealError
+
+    with pytest.raises(SpikeRevealError, match="samples 0"):
+        simulate_dataset([], TINY, tmp_path, samples=0)
+    with pytest.raises(SpikeRevealError, match=r"scene name '\.\.'"):
+        simulate_dataset([], TINY, tmp_path, samples=1, scene="..")

@@ -146,3 +146,34 @@ def test_existing_dataset_needs_overwrite(tmp_path: Path, capsys: pytest.Capture
     code, _, err = _main(capsys, *args)
     assert code == 2 and "already holds a dataset" in err
     assert _main(capsys, *args, "--overwrite")[0] == 0
+
+
+def test_spike_size_derived_from_the_frames_is_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN images of 30x44, whose 1/4 (7x11) is no whole number of bytes per spike frame
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f"{i}.png"), np.full((30, 44, 3), 60 * i, np.uint8))
+    # WHEN simulating without --spike-size
+    code, _, err = _main(capsys, "--images", str(images), "--out", str(tmp_path / "o"), "--quiet")
+    # THEN the message says where 7x11 came from and names --spike-size with a size that works
+    assert code == 2 and "Traceback" not in err
+    assert "30x44 frames at 1/4 per side give spike frames of 7x11" in err
+    assert "pass --spike-size HxW" in err and "--spike-size 7x8" in err
+
+
+def test_spike_size_the_user_gave_is_named_as_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _main(
+        capsys, "--builtin", "pan", "--spike-size", "3x5", "--out", str(tmp_path / "o"), "--quiet"
+    )
+    assert code == 2 and "'--spike-size'" in err and "frames at 1/4" not in err
+
+
+def test_scene_name_with_a_slash_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("--builtin", "pan", "--spike-size", "8x8", "--scene", "a/b", "--quiet", "--out", str(tmp_path))
+    code, _, err = _main(capsys, *args)
+    assert code == 2 and "scene name 'a/b'" in err and "Traceback" not in err

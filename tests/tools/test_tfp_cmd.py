@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from spikereveal.capture.dat import SpikeGeometry, write_dat
+from spikereveal.capture.dat import write_dat
+from spikereveal.stream.spikes import SpikeGeometry
 from spikereveal.tools.cli import main
 from spikereveal.tools.tfp_cmd import to_png_levels
 
@@ -151,6 +152,40 @@ def test_missing_spike_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "tfp", "--spikes", tmp_path / "nope.dat", "--center", "1", "--out", tmp_path / "t.npy"
     )
     assert "nope.dat" in _error_line(returncode, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--center", "5", "--window", "-3"], "positive odd number"),
+        (["--center", "-1", "--window", "1"], "spike frames -1..-1"),
+        (["--center", "29", "--window", "3"], "outside the spike stream of 30 frames"),
+        (["--center", "5", "--row-tag-bits", "-1"], "row_tag_bits must be >= 0"),
+    ],
+)
+def test_window_and_geometry_errors_of_a_tiny_clip(
+    clip: tuple[Path, np.ndarray],
+    tmp_path: Path,
+    args: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, _ = clip
+    returncode = run_main("tfp", "--spikes", path, "--spike-size", "8x16", *args, "--out", tmp_path / "t.npy")
+    assert expected in _error_line(returncode, capsys.readouterr().err)
+
+
+def test_empty_clip_and_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.dat").write_bytes(b"")
+    args = ["--spike-size", "8x8", "--center", "0", "--window", "1"]
+    returncode = run_main("tfp", "--spikes", tmp_path / "empty.dat", *args, "--out", tmp_path / "t.npy")
+    assert "spike stream of 0 frames (none)" in _error_line(returncode, capsys.readouterr().err)
+    # An --out whose folder cannot be made (its parent is a file) names --out and the folder.
+    (tmp_path / "s.dat").write_bytes(bytes(80))
+    (tmp_path / "afile").write_text("x")
+    returncode = run_main("tfp", "--spikes", tmp_path / "s.dat", *args, "--out", tmp_path / "afile/sub/t.npy")
+    line = _error_line(returncode, capsys.readouterr().err)
+    assert "--out" in line and "cannot create its folder" in line
 
 
 def test_user_error_in_a_real_process(tmp_path: Path) -> None:
