@@ -32,11 +32,11 @@ import zmq
 from spikereveal.capture.sources import (
     Capture,
     Source,
-    _rate_factor,
     looped,
     open_source,
     paced,
     parse_rate,
+    rate_factor,
 )
 from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
 from spikereveal.stream.protocol import Bundle
@@ -237,7 +237,7 @@ class CaptureNode:
             ", loop" if config.loop else "",
             f", count {config.count}" if config.count else "",
         )
-        speed = _rate_factor(config.rate)
+        speed = rate_factor(config.rate)
         realtime = (
             None
             if speed is None

@@ -293,7 +293,7 @@ def paced(
     ``wait(seconds)`` sleeps; a node passes its stop flag's ``wait``, which returns True when the
     node is stopping, and pacing then ends at once instead of after the current period.
     """
-    factor = _rate_factor(rate)
+    factor = rate_factor(rate)
     start_wall: int | None = None
     start_sensor = 0
     for capture in captures:
@@ -322,7 +322,7 @@ def parse_rate(rate: str | float) -> str | float:
     return factor
 
 
-def _rate_factor(rate: str | float) -> float | None:
+def rate_factor(rate: str | float) -> float | None:
     """Speed-up over the sensor clock: None for "max" (no pacing), 1.0 for "realtime"."""
     parsed = parse_rate(rate)
     if parsed == "max":

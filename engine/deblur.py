@@ -15,13 +15,12 @@ import numpy as np
 
 from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.engine.sdm import sdm_sequence
-from spikereveal.engine.windows import LDN_WINDOW, SDM_SHORT_WINDOW, check_exposure, ldn_inputs
+from spikereveal.engine.windows import LDN_SCALE, LDN_WINDOW, SDM_SHORT_WINDOW, check_exposure, ldn_inputs
 
 MODELS = ("ldn", "sdm")
 #: Spike frames each model reads around one output time: what an exposure must leave room for.
 WINDOW_FRAMES = {"ldn": LDN_WINDOW, "sdm": SDM_SHORT_WINDOW}
 #: The LDN's two stride-2 blur convolutions fix its spikes at exactly 1/4 of the RGB size per side.
-LDN_SCALE = 4
 
 
 def check_ldn_sizes(blur_hw: tuple[int, int], spike_hw: tuple[int, int]) -> None:

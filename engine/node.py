@@ -180,7 +180,7 @@ class EngineNodeConfig:
     def __post_init__(self) -> None:
         validate(self)  # types, choices and ranges as declared above
         if self.model == "sdm" and self.weights is not None:
-            raise SettingError("weights", "only the ldn model uses weights; drop them or choose --model ldn")
+            raise SettingError("weights", "only the ldn model uses weights; drop them or set model to ldn")
         if not self.node:
             raise SettingError("node", "the node name must not be empty")
 
@@ -229,7 +229,7 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
     model = config.model_name
     deblurrer = make_deblurrer(model, weights=config.weights, backend=config.backend, threads=threads)
     if model == "sdm":
-        log.info("%s: model sdm (the closed form: no weights; --weights selects the ldn)", config.node)
+        log.info("%s: model sdm (the closed form: no weights; weights select the ldn)", config.node)
     else:
         log.info(
             "%s: model ldn on %s, %d threads, weights %s",

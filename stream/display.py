@@ -71,7 +71,7 @@ from spikereveal.stream.video import VIDEO_SUFFIXES, PngWriter, VideoError, Vide
 
 log = logging.getLogger("spikereveal.display")
 
-#: The stage stamp this node adds (a contract for latency tables, see notes/NODES.md).
+#: The stage stamp this node adds (a contract: latency tables name this stage).
 RECV_STAGE = "display.recv"
 #: The producer state that means "no more data will come" (see stream/protocol.py STATES).
 FINISHED = "finished"
