@@ -200,6 +200,7 @@ class SpikeDataset(Sequence[Sample]):
         flip: bool | None = True,
         calibration: Calibration | None = None,
         scene: str | Iterable[str] | None = None,
+        with_sharp: bool = True,
     ) -> None:
         self.root = Path(root)
         _check_root(self.root)
@@ -208,6 +209,8 @@ class SpikeDataset(Sequence[Sample]):
         self.meta = _read_meta(self.root)
         self.layout = detect_layout(self.root) if layout == "auto" else layout
         self.flip = flip
+        # Training must never see ground truth: with_sharp=False does not even list sharp_data/.
+        self.with_sharp = with_sharp
         self.calibration = calibration or Calibration()
         self._frames_per_sample = _meta_int(self.meta, "frames_per_sample", self.root)
         self._exposure = _meta_pair(self.meta, "exposure", self.root)
@@ -235,7 +238,8 @@ class SpikeDataset(Sequence[Sample]):
             dats = sorted((spike_root / scene_name).glob("*.dat"), key=lambda p: natural_key(p.name))
             for dat in dats:
                 blur = _find_blur(self.root, scene_name, dat.stem, dat)
-                sharp = _find_sharp(self.root, scene_name, dat.stem) if self.layout == "gopro" else ()
+                wanted_sharp = self.layout == "gopro" and self.with_sharp
+                sharp = _find_sharp(self.root, scene_name, dat.stem) if wanted_sharp else ()
                 entries.append(DatasetEntry(scene_name, dat.stem, dat, blur, sharp))
         if not entries:
             where = f"scene(s) {', '.join(scenes)}" if scene is not None else "any scene"
@@ -367,6 +371,7 @@ def open_dataset(
     flip: bool | None = True,
     calibration: Calibration | None = None,
     scene: str | Iterable[str] | None = None,
+    with_sharp: bool = True,
 ) -> SpikeDataset:
     """Open a dataset set folder as a lazy sequence of ``Sample``s.
 
@@ -378,5 +383,7 @@ def open_dataset(
             ``.dat`` sidecar's ``flip`` (else True).
         calibration: sensor relation; default the nominal 1/4 scale, no offsets.
         scene: one scene name or several to keep (default all).
+        with_sharp: False never lists nor reads ``sharp_data/`` (samples carry no ground truth),
+            which is how training guarantees it learns without it.
     """
-    return SpikeDataset(path, layout, flip=flip, calibration=calibration, scene=scene)
+    return SpikeDataset(path, layout, flip=flip, calibration=calibration, scene=scene, with_sharp=with_sharp)

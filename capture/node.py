@@ -29,15 +29,7 @@ from pathlib import Path
 
 import zmq
 
-from spikereveal.capture.sources import (
-    Capture,
-    Source,
-    looped,
-    open_source,
-    paced,
-    parse_rate,
-    rate_factor,
-)
+from spikereveal.capture.sources import Capture, Source, looped, open_source, paced, parse_rate, rate_factor
 from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
 from spikereveal.stream.protocol import Bundle
 from spikereveal.stream.settings import SettingError, setting, validate

@@ -13,10 +13,23 @@ from spikereveal.stream.exports import lazy_exports
 _EXPORTS = {
     "spikereveal.engine.backends": ("Backend", "BackendError", "create_backend"),
     "spikereveal.engine.deblur": ("Deblurrer", "MODELS", "make_deblurrer", "to_uint8"),
+    "spikereveal.engine.bsn": ("BSN", "BSN_PARAMETERS"),
     "spikereveal.engine.ldn": ("LDN",),
     "spikereveal.engine.sdm": ("sdm_sequence",),
+    "spikereveal.engine.sr": ("EDSR", "EDSR_PARAMETERS"),
+    "spikereveal.engine.teacher": ("CascadeTeacher", "TeacherError", "sdm_teacher"),
     "spikereveal.engine.tfp": ("tfp_range",),
-    "spikereveal.engine.weights": ("WeightsError", "load_ldn_state", "save_ldn_state"),
+    "spikereveal.engine.weights": (
+        "ARCHITECTURES",
+        "DEFAULT_LDN_WEIGHTS",
+        "WeightsError",
+        "load_ldn_state",
+        "load_net",
+        "read_metadata",
+        "resolve_weights",
+        "save_ldn_state",
+        "save_net",
+    ),
     "spikereveal.engine.windows": ("ExposureError", "default_exposure", "exposure_times", "ldn_inputs"),
 }
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -35,7 +35,18 @@ import zmq
 
 from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.engine.backends import BACKENDS
-from spikereveal.engine.deblur import MODELS, Deblurrer, make_deblurrer, to_uint8
+from spikereveal.engine.deblur import (
+    DEFAULT_WEIGHTS,
+    MODELS,
+    Deblurrer,
+    default_model,
+    is_default_weights,
+    ldn_weights,
+    make_deblurrer,
+    missing_default_message,
+    to_uint8,
+)
+from spikereveal.engine.density import DensityNorm, estimate_density
 from spikereveal.engine.threads import usable_cores
 from spikereveal.engine.windows import exposure_times
 from spikereveal.stream.channel import RateLimitedLog
@@ -78,7 +89,7 @@ def process_bundle(
     upright), picks ``exposure_times(*bundle.exposure, k)`` and runs ``deblurrer.sequence``.
     Returns a Result with ``frames`` (K, H, W, 3) uint8 BGR, ``spike_times`` those K indices,
     the blur when ``send_blur``, ``model`` (default: the deblurrer's name), the bundle's sensor
-    ``rgb_t_ns``, and the bundle's stamps
+    ``rgb_t_ns``, the bundle's estimated ``spike_density`` (engine/density.py), and the bundle's stamps
     followed by ``engine.recv`` (``recv_t_ns``, default now), ``engine.done`` (after the model)
     and, if ``stamp_send``, ``engine.send`` (the node stamps that itself, right before sending).
     Raises ValueError for a bundle that cannot be processed (sizes, windows outside the spikes).
@@ -89,6 +100,8 @@ def process_bundle(
     times = exposure_times(*bundle.exposure, k)
     sharp = deblurrer.sequence(bundle.blur, spikes, bundle.exposure, times)
     done_ns = time.monotonic_ns()
+    norm = getattr(deblurrer, "last_density", None)  # the LDN estimates it anyway; others: here
+    density = norm.estimated if norm is not None else estimate_density(bundle.blur, spikes, bundle.exposure)
     result = Result(
         seq=bundle.seq,
         source_id=bundle.source_id,
@@ -98,6 +111,7 @@ def process_bundle(
         blur=bundle.blur if send_blur else None,
         stamps=(*bundle.stamps, ("engine.recv", recv_ns), ("engine.done", done_ns)),
         rgb_t_ns=bundle.rgb_t_ns,  # the display times playback and video by the sensor, not arrivals
+        spike_density=density,
     )
     return result.stamped("engine.send") if stamp_send else result
 
@@ -118,6 +132,11 @@ class PacedDeblurrer:
     def name(self) -> str:
         return self.inner.name
 
+    @property
+    def last_density(self) -> DensityNorm | None:
+        """The inner deblurrer's density normalization of its last sequence (None if it has none)."""
+        return getattr(self.inner, "last_density", None)
+
     def sequence(
         self, blur_bgr: np.ndarray, spikes: np.ndarray, exposure: tuple[int, int], times: list[int]
     ) -> np.ndarray:
@@ -134,7 +153,9 @@ class PacedDeblurrer:
 class EngineNodeConfig:
     """Everything the engine node needs; validated here, once.
 
-    ``model``: "ldn" or "sdm" (None: ldn when ``weights`` is given, else sdm); ``times``: K
+    ``model``: "ldn" or "sdm" (None: the ldn, on ``weights`` or else the project's default
+    weights, and sdm only where the default weights are missing); ``weights``: a file or
+    ``default`` (None: the default weights); ``times``: K
     output frames per bundle; ``threads``: CPU threads for the model (None: every usable core);
     ``min_period_ms``: make each bundle take at least this long (tests and benchmarks only);
     ``flush_idle_s``: at the end, give up waiting for result acknowledgements after this long
@@ -149,13 +170,23 @@ class EngineNodeConfig:
         choices=POLICIES,
         yaml=False,  # ``run`` sets one policy for every node
     )
-    model: str | None = setting(None, help="Default: ldn with --weights, else sdm.", choices=MODELS)
+    model: str | None = setting(
+        None, help="Default: ldn (on the default weights unless --weights is given).", choices=MODELS
+    )
     backend: str = setting("torch", help="Where the LDN runs.", choices=tuple(BACKENDS))
-    weights: Path | None = setting(None, help="LDN weights: a paper .pth or the project's .safetensors.")
+    weights: Path | None = setting(
+        None, help="LDN weights: a paper .pth, a .safetensors or 'default' (the project's own; the default)."
+    )
     times: int = setting(5, help="Sharp frames K per bundle.", min=1, max=DEFAULT_LIMITS.max_times)
     threads: int | None = setting(None, help="CPU threads for the model (default: all cores).", min=1)
     send_blur: bool = setting(
         True, help="Send the blurry input with each result.", flag="--send-blur/--no-send-blur"
+    )
+    density_norm: bool = setting(
+        True,
+        help="Scale the LDN's spike input to the spike density its weights were trained at "
+        "(estimated per bundle from the blur and the spikes).",
+        flag="--density-norm/--no-density-norm",
     )
     allow_remote: bool = setting(
         False, help="Allow binding beyond loopback (other hosts can connect).", yaml=False
@@ -186,15 +217,20 @@ class EngineNodeConfig:
 
     @property
     def model_name(self) -> str:
-        """The model that runs: the one asked for, else ldn with weights and sdm without."""
-        return self.model or ("ldn" if self.weights is not None else "sdm")
+        """The model that runs: the one asked for, else ldn (given or default weights), else sdm.
+
+        sdm only when neither weights nor the default weights file are there (a tree where
+        ``make default-weights`` has not run), so a node without settings still deblurs.
+        """
+        return self.model or default_model(self.weights)
 
     @property
     def model_label(self) -> str:
-        """What results say made them: ``sdm`` or ``ldn/<backend>/<weights file name>``."""
+        """What results say made them: ``sdm``, ``ldn/<backend>/<weights file name>`` or ``.../default``."""
         if self.model_name == "sdm":
             return "sdm"
-        return f"ldn/{self.backend}/{Path(self.weights).name if self.weights else '?'}"[:200]
+        name = DEFAULT_WEIGHTS if is_default_weights(self.weights) else Path(str(self.weights)).name
+        return f"ldn/{self.backend}/{name}"[:200]
 
 
 @dataclass(frozen=True)
@@ -227,16 +263,24 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
     """The model of ``config`` on its backend, using ``config.threads`` or every usable core."""
     threads = config.threads or usable_cores()
     model = config.model_name
-    deblurrer = make_deblurrer(model, weights=config.weights, backend=config.backend, threads=threads)
-    if model == "sdm":
-        log.info("%s: model sdm (the closed form: no weights; weights select the ldn)", config.node)
+    deblurrer = make_deblurrer(
+        model,
+        weights=config.weights,
+        backend=config.backend,
+        threads=threads,
+        density_norm=config.density_norm,
+    )
+    if model == "sdm" and config.model is None:
+        log.warning("%s: %s; running sdm", config.node, missing_default_message())
+    elif model == "sdm":
+        log.info("%s: model sdm (the closed form: no weights)", config.node)
     else:
         log.info(
             "%s: model ldn on %s, %d threads, weights %s",
             config.node,
             config.backend,
             threads,
-            config.weights,
+            ldn_weights(config.weights),
         )
     if config.min_period_ms > 0:
         deblurrer = PacedDeblurrer(

@@ -1,4 +1,10 @@
-"""LDN weights on disk: the paper's PyTorch checkpoint in, the project's own safetensors out.
+"""Network weights on disk: the paper's PyTorch checkpoint in, the project's own safetensors out.
+
+The project's nets (:data:`ARCHITECTURES`: the LDN, the BSN, the EDSR super-resolution net) are all
+stored the same way, by :func:`save_net` / :func:`load_net`: safetensors tensors plus string
+metadata naming the architecture (and the constructor arguments, for nets that take some), so a
+file of the wrong kind is refused with one line saying what it holds. The LDN also has the
+loaders below, which accept the paper's checkpoint too.
 
 Two formats are read, recognised by their first bytes (not their extension):
 
@@ -27,8 +33,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from spikereveal.engine.bsn import BSN
+from spikereveal.engine.deblur import (
+    DEFAULT_WEIGHTS,
+    SHIPPED_LDN_WEIGHTS,
+    default_ldn_weights,
+    missing_default_message,
+)
 from spikereveal.engine.ldn import LDN
+from spikereveal.engine.sr import EDSR
 from spikereveal.stream.errors import SpikeRevealError
 
 #: Metadata ``format`` value of the project's own files, and its version (bump on layout changes).
@@ -37,6 +52,15 @@ FORMAT_VERSION = "1"
 ARCHITECTURE = "ldn"
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "params")
+
+#: Architecture name (the metadata ``architecture`` value) -> the class that holds such weights.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"ldn": LDN, "bsn": BSN, "sr": EDSR}
+#: What a message calls each architecture ("not an LDN state_dict").
+_LABELS = {"ldn": "an LDN", "bsn": "a BSN", "sr": "an SR (EDSR)"}
+#: The project's own LDN weights, shipped inside the package (trained from scratch; see its README).
+DEFAULT_LDN_WEIGHTS = SHIPPED_LDN_WEIGHTS
+#: Metadata keys that :func:`save_net` writes itself (a caller's value for them is replaced).
+RESERVED_METADATA = ("format", "format_version", "architecture", "parameters", "weights_sha256", "net_config")
 
 
 class WeightsError(SpikeRevealError):
@@ -99,7 +123,13 @@ def validate_ldn_state(state: Mapping[str, torch.Tensor], source: str) -> dict[s
     ``source`` names the file (or object) in error messages. Raises WeightsError listing missing,
     unexpected and mis-shaped keys, non-float or non-finite tensors.
     """
-    expected = ldn_reference_shapes()
+    return _validate_state(state, ldn_reference_shapes(), source, "an LDN")
+
+
+def _validate_state(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], source: str, label: str
+) -> dict[str, torch.Tensor]:
+    """Check ``state`` holds exactly the ``expected`` keys and shapes (see :func:`validate_ldn_state`)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -108,7 +138,7 @@ def validate_ldn_state(state: Mapping[str, torch.Tensor], source: str) -> dict[s
             parts.append(f"missing {len(missing)} keys: {', '.join(missing)}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys: {', '.join(unexpected)}")
-        raise WeightsError(f"{source}: not an LDN state_dict ({'; '.join(parts)})")
+        raise WeightsError(f"{source}: not {label} state_dict ({'; '.join(parts)})")
     wrong = [
         f"{k} {tuple(state[k].shape)} (expected {shape})"
         for k, shape in expected.items()
@@ -154,15 +184,22 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
     return _unwrap(obj, path)
 
 
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_safetensors(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (unless ``tensors`` is False: the header only) and metadata, of any architecture."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+            keys = list(f.keys()) if tensors else []
+            state = {k: f.get_tensor(k) for k in keys}
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{path}: unreadable safetensors file (truncated or corrupt?): {exc}") from exc
+    return state, metadata
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    state, metadata = _read_safetensors(path)
     arch = metadata.get("architecture")
     if arch is not None and arch != ARCHITECTURE:
         raise WeightsError(f"{path}: holds architecture {arch!r}, expected {ARCHITECTURE!r}")
@@ -251,3 +288,135 @@ def save_ldn_state(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# ---- every architecture: save_net / load_net ----
+
+
+def _architecture_class(architecture: str, where: str) -> type[nn.Module]:
+    cls = ARCHITECTURES.get(architecture)
+    if cls is None:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise WeightsError(f"{where}: unknown architecture {architecture!r}, expected one of {known}")
+    return cls
+
+
+def _build(architecture: str, config: str | None, source: str) -> nn.Module:
+    """A fresh net of ``architecture`` from its stored constructor arguments (JSON object or None)."""
+    cls = _architecture_class(architecture, source)
+    if not config:
+        return cls()
+    try:
+        kwargs = json.loads(config)
+        if not isinstance(kwargs, dict):
+            raise TypeError(f"a JSON {type(kwargs).__name__}, not an object")
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(
+            f"{source}: metadata net_config {config!r} does not build {_LABELS[architecture]} net ({exc})"
+        ) from exc
+
+
+def save_net(
+    path: str | os.PathLike[str],
+    net: nn.Module,
+    architecture: str,
+    metadata: Mapping[str, object] | None = None,
+) -> Path:
+    """Write ``net``'s weights as safetensors with string metadata; returns the path.
+
+    ``architecture`` is a key of :data:`ARCHITECTURES` and ``net`` must be an instance of its class
+    (a ``torch.compile`` wrapper is unwrapped). ``metadata`` may hold any string keys (data, steps,
+    seed, spike_density, vth, command, teacher_loss...); values are stored as strings. The format,
+    architecture, parameter count, digest and, for nets with a ``config()``, the constructor
+    arguments (``net_config``, JSON) are always added. Written next to the destination and renamed
+    into place, as :func:`save_ldn_state`.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    cls = _architecture_class(architecture, f"{path}")
+    net = getattr(net, "_orig_mod", net)  # torch.compile's OptimizedModule
+    if not isinstance(net, cls):
+        raise WeightsError(f"{path}: cannot save a {type(net).__name__} as architecture {architecture!r}")
+    bad_keys = [k for k in (metadata or {}) if not isinstance(k, str)]
+    if bad_keys:
+        raise WeightsError(f"{path}: metadata keys must be strings, got {bad_keys[0]!r}")
+    if architecture == ARCHITECTURE:
+        return save_ldn_state(path, net.state_dict(), metadata)
+    config = net.config() if hasattr(net, "config") else None
+    reference = _build(architecture, json.dumps(config) if config else None, "net to save")
+    expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    checked = _validate_state(net.state_dict(), expected, "net to save", _LABELS[architecture])
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update(
+        format=f"spikereveal-{architecture}",
+        format_version=FORMAT_VERSION,
+        architecture=architecture,
+        parameters=str(sum(t.numel() for t in checked.values())),
+        weights_sha256=state_digest(checked),
+    )
+    if config:
+        meta["net_config"] = json.dumps(config, sort_keys=True)
+    if not path.parent.is_dir():
+        raise WeightsError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file({k: t.clone() for k, t in checked.items()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata of any weights file, reading only a safetensors header (``{"format": "pytorch"}``
+    for a checkpoint, which carries none). Unlike :func:`load_ldn_metadata`, any architecture."""
+    path = _check_file(path)
+    if _sniff(path) != "safetensors":
+        return {"format": "pytorch"}
+    return _read_safetensors(path, tensors=False)[1]
+
+
+def load_net(
+    path: str | os.PathLike[str], architecture: str | None = None
+) -> tuple[nn.Module, dict[str, str]]:
+    """Load a net of any architecture: (the net in eval mode, float32 on CPU; its metadata).
+
+    ``architecture`` (a key of :data:`ARCHITECTURES`) is what the caller expects; a file holding
+    another is a WeightsError "W: holds a bsn network, expected ldn". None takes what the file says.
+    A safetensors file without an ``architecture`` entry, and a PyTorch checkpoint (the paper's),
+    are read as ``architecture`` or, when None, as an LDN.
+    """
+    path = _check_file(path)
+    if architecture is not None:
+        _architecture_class(architecture, f"{path}")
+    if _sniff(path) == "safetensors":
+        state, metadata = _read_safetensors(path)
+    else:
+        state, metadata = _load_torch(path), {"format": "pytorch"}
+    held = metadata.get("architecture") or architecture or ARCHITECTURE
+    if held not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise WeightsError(f"{path}: holds an unknown architecture {held!r}, expected one of {known}")
+    if architecture is not None and held != architecture:
+        raise WeightsError(f"{path}: holds a {held} network, expected {architecture}")
+    net = _build(held, metadata.get("net_config"), str(path))
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    net.load_state_dict(_validate_state(state, expected, str(path), _LABELS[held]), strict=True)
+    return net.eval(), metadata
+
+
+def resolve_weights(spec: str | os.PathLike[str]) -> Path:
+    """``"default"`` -> :data:`DEFAULT_LDN_WEIGHTS`; anything else -> that path, checked to be a file.
+
+    Raises WeightsError when the default weights are not installed or the file is missing/empty.
+    """
+    if isinstance(spec, str) and spec == DEFAULT_WEIGHTS:
+        path = default_ldn_weights()
+        if not path.is_file():
+            raise WeightsError(missing_default_message(path))
+        return path
+    if isinstance(spec, str) and not spec.strip():
+        raise WeightsError("empty weights path; expected a file or 'default'")
+    return _check_file(spec)

@@ -119,17 +119,24 @@ def spike_window(spikes: np.ndarray, center: int, length: int = LDN_WINDOW) -> n
 
 
 def ldn_inputs(
-    blur_bgr: np.ndarray, spikes: np.ndarray, times: list[int], length: int = LDN_WINDOW
+    blur_bgr: np.ndarray,
+    spikes: np.ndarray,
+    times: list[int],
+    length: int = LDN_WINDOW,
+    spike_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch the LDN inputs for every output time.
 
     blur_bgr: (H, W, 3) uint8 BGR; spikes: (T, h, w) uint8 0/1. Returns blur (K, 3, H, W) float32
     in 0..1 (the same image repeated, BGR as the released network expects) and spike windows
-    (K, length, h, w) float32.
+    (K, length, h, w) float32, multiplied by ``spike_scale`` (the density normalization of
+    engine/density.py: 0/``spike_scale`` windows look to the network like its training threshold's).
     """
     if blur_bgr.ndim != 3 or blur_bgr.shape[2] != 3:
         raise ValueError(f"blur must be (H, W, 3), got shape {blur_bgr.shape}")
     blur = np.ascontiguousarray(blur_bgr.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
     blur_batch = np.broadcast_to(blur, (len(times), *blur.shape)).copy()
     windows = np.stack([spike_window(spikes, t, length) for t in times]).astype(np.float32)
+    if spike_scale != 1.0:
+        windows *= np.float32(spike_scale)
     return blur_batch, windows

@@ -171,6 +171,30 @@ def heard(peer: Peer, now_ns: int, where: str, status: Status | None = None) -> 
         log.info("%s: peer %r is back", where, peer.node)
 
 
+def track_producer(
+    peer: Peer | None, msg: Message, now_ns: int, where: str, counters: ChannelCounters, unnamed: str
+) -> Peer:
+    """The producer after ``msg`` came from it (a receiver's bookkeeping, whatever the policy).
+
+    A Status names the producer (a new name is a new peer: a replaced or restarted producer) and
+    counts as a heartbeat; any other message marks it "alive", and one that comes before any
+    Status makes a peer called ``unnamed``. ``counters.peers_joined`` counts each new peer.
+    """
+    if isinstance(msg, Status):
+        if peer is None or peer.node != msg.node:
+            peer = Peer(msg.node, now_ns)
+            counters.peers_joined += 1
+        counters.heartbeats_received += 1
+        heard(peer, now_ns, where, msg)
+        return peer
+    if peer is None:
+        peer = Peer(unnamed, now_ns)
+        counters.peers_joined += 1
+    heard(peer, now_ns, where)
+    peer.state = "alive"
+    return peer
+
+
 def check_silence(
     peer: Peer | None, now_ns: int, timeout_s: float, where: str, counters: ChannelCounters
 ) -> None:

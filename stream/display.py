@@ -221,6 +221,18 @@ def producer_state(receiver: Receiver) -> str | None:
 # Outputs
 
 
+def writable_fps(fps: float) -> float:
+    """``fps`` rounded so that an MPEG-4 writer accepts it: its time base is a fraction whose
+    numerator and denominator must fit in 16 bits, so 29.97 stays 2997/100 but 729.93 (72993/100)
+    is refused and becomes 729.9 (7299/10); rates that need it are rounded to whole frames.
+    """
+    for decimals in (2, 1):
+        rounded = round(fps, decimals)
+        if rounded * 10**decimals <= 65535:
+            return rounded
+    return float(round(fps))
+
+
 class Recording:
     """Every received frame, as a blur | sharp canvas, into a video and/or numbered PNGs.
 
@@ -276,8 +288,7 @@ class Recording:
             return 0
         if self.rgb_fps is None:
             self.rgb_fps = self.fixed_rgb_fps or self.rates.rate_hz or self.default_rgb_fps
-            # Two decimals: the MPEG-4 time base needs a denominator <= 65535 (29.97 -> 2997/100).
-            self.video_fps = round(self.rgb_fps * self._held[0].k, 2)
+            self.video_fps = writable_fps(self.rgb_fps * self._held[0].k)
             if self.video_path is not None:
                 self.video = VideoRecorder(self.video_path, self.video_fps)
                 log.info(

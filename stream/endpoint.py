@@ -12,6 +12,8 @@ implement the same two interfaces, so a node never asks which policy it was give
 
 :class:`Endpoint` does the set-up all four ends share: the node's name and role, the socket
 (``make_socket`` + options + ``attach``), counters, the bad-message log and the context manager.
+Each end declares only what differs (its socket type, its default node, bind and socket config)
+as class attributes, and takes the shared options as :class:`EndpointOptions`.
 """
 
 from __future__ import annotations
@@ -19,50 +21,85 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import zmq
 
-from spikereveal.stream.channel import BadMessageLog, ChannelCounters, DataMessage, PeerInfo
-from spikereveal.stream.protocol import DEFAULT_LIMITS, Limits, Message
+from spikereveal.stream.channel import (
+    BadMessageLog,
+    ChannelCounters,
+    DataMessage,
+    PeerInfo,
+    checked_final_state,
+)
+from spikereveal.stream.protocol import DEFAULT_LIMITS, Limits, Message, Status
 from spikereveal.stream.sockets import DEFAULT_SOCKET_CONFIG, SocketConfig, attach, make_socket
 from spikereveal.stream.stopping import StopFlag, stopped
 
+if TYPE_CHECKING:  # typing_extensions for Python 3.10; annotations only, never imported at run time
+    from typing_extensions import Self, Unpack
+
+
+class EndpointOptions(TypedDict, total=False):
+    """The keyword options every end takes (see :class:`Endpoint`), for ``**options`` pass-through."""
+
+    node: str
+    role: str
+    bind: bool
+    allow_remote: bool
+    ctx: zmq.Context | None
+    config: SocketConfig
+    limits: Limits
+
 
 class Endpoint:
-    """One end of a channel: a ZeroMQ socket of ``socket_type`` attached to ``endpoint``.
+    """One end of a channel: a ZeroMQ socket of :attr:`socket_type` attached to ``endpoint``.
 
-    ``sockopts`` are set before the socket binds or connects (high-water marks only take effect
-    then). ``arrow`` is "->" for a sender and "<-" for a receiver; ``where`` ("engine <-
-    tcp://127.0.0.1:5555") prefixes every log line of this end.
+    Options (:class:`EndpointOptions`): ``node`` (the name in logs and Status messages) and
+    ``role`` both default to :attr:`default_node` ("capture" for a sender, "engine" for a
+    receiver); ``bind`` to :attr:`default_bind` (a sender binds, a receiver connects);
+    ``allow_remote`` to False; ``ctx`` to the process-wide context; ``config`` to
+    :attr:`default_config`; ``limits`` to :data:`~spikereveal.stream.protocol.DEFAULT_LIMITS`.
+
+    ``sockopts`` (from the end itself) are set before the socket binds or connects (high-water
+    marks only take effect then). ``where`` ("engine <- tcp://127.0.0.1:5555") prefixes every log
+    line of this end; :attr:`arrow` is "->" for a sender and "<-" for a receiver.
     """
+
+    socket_type: ClassVar[int]
+    default_node: ClassVar[str]
+    default_bind: ClassVar[bool]
+    default_config: ClassVar[SocketConfig] = DEFAULT_SOCKET_CONFIG
+    arrow: ClassVar[str]
 
     def __init__(
         self,
         endpoint: str,
-        socket_type: int,
         *,
-        node: str,
-        role: str,
-        bind: bool,
+        sockopts: Mapping[int, int | bytes] | None = None,
+        node: str | None = None,
+        role: str | None = None,
+        bind: bool | None = None,
         allow_remote: bool = False,
         ctx: zmq.Context | None = None,
-        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
+        config: SocketConfig | None = None,
         limits: Limits = DEFAULT_LIMITS,
-        sockopts: Mapping[int, int | bytes] | None = None,
-        arrow: str = "->",
     ) -> None:
-        self.node, self.role, self.config, self.limits = node, role, config, limits
+        self.node = self.default_node if node is None else node
+        self.role = self.default_node if role is None else role
+        self.config = self.default_config if config is None else config
+        self.limits = limits
         self.counters = ChannelCounters()
-        self._sock = make_socket(ctx or zmq.Context.instance(), socket_type, config)
+        self._sock = make_socket(ctx or zmq.Context.instance(), self.socket_type, self.config)
         for option, value in (sockopts or {}).items():
             self._sock.setsockopt(option, value)
+        bind = self.default_bind if bind is None else bind
         try:
             self.endpoint = attach(self._sock, endpoint, bind=bind, allow_remote=allow_remote)
         except BaseException:
             self._sock.close(0)
             raise
-        self._where = f"{node} {arrow} {self.endpoint}"
+        self._where = f"{self.node} {self.arrow} {self.endpoint}"
         self._on_bad = BadMessageLog(self._where)
 
     @property
@@ -74,7 +111,7 @@ class Endpoint:
         if not self._sock.closed:
             self._sock.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -88,7 +125,23 @@ class Sender(Endpoint, ABC):
     heartbeat beside the channel's.
     """
 
-    status_counters: dict[str, int | float]
+    default_node = "capture"
+    default_bind = True
+    arrow = "->"
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        sockopts: Mapping[int, int | bytes] | None = None,
+        **options: Unpack[EndpointOptions],
+    ) -> None:
+        super().__init__(endpoint, sockopts=sockopts, **options)
+        self.status_counters: dict[str, int | float] = {}
+
+    def _status(self, state: str) -> Status:
+        """A Status of this end in ``state``, with the channel's and the node's counters."""
+        return Status.now(self.node, self.role, state, {**self.counters.as_dict(), **self.status_counters})
 
     @abstractmethod
     def wait_ready(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
@@ -127,6 +180,12 @@ class Sender(Endpoint, ABC):
     def close(self, final_state: str = "stopping") -> None:  # type: ignore[override]
         """Say ``final_state`` ("stopping", or "finished" after the last data) and close."""
 
+    def _begin_close(self, final_state: str) -> bool:
+        """The first step of :meth:`close`: refuse an unknown ``final_state`` (a caller's bug, so it
+        raises even on a closed end); False if already closed (a second close says nothing)."""
+        checked_final_state(final_state)
+        return not self._sock.closed
+
     def flush_patiently(self, *, idle_timeout_s: float, stop: StopFlag | None = None) -> bool:
         """At the end of a stream, wait until every message sent is acknowledged; True if so.
 
@@ -146,6 +205,10 @@ class Sender(Endpoint, ABC):
 
 class Receiver(Endpoint, ABC):
     """The receiving end of either policy (engine <- capture, display <- engine)."""
+
+    default_node = "engine"
+    default_bind = False
+    arrow = "<-"
 
     @abstractmethod
     def recv(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:

@@ -10,33 +10,21 @@ import logging
 import threading
 import time
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from spikereveal.stream.channel import (
-    ChannelCounters,
-    DataMessage,
-    Peer,
-    PeerInfo,
-    check_silence,
-    checked_final_state,
-    heard,
-)
+from spikereveal.stream.channel import ChannelCounters, DataMessage, check_silence, track_producer
 from spikereveal.stream.endpoint import Receiver, Sender
-from spikereveal.stream.protocol import (
-    DEFAULT_LIMITS,
-    Bundle,
-    Limits,
-    Message,
-    ProtocolError,
-    Result,
-    Status,
-    decode,
-    encode,
-)
-from spikereveal.stream.sockets import LIVE_SOCKET_CONFIG, SocketConfig
+from spikereveal.stream.protocol import Message, ProtocolError, Status, decode, encode
+from spikereveal.stream.sockets import LIVE_SOCKET_CONFIG
 from spikereveal.stream.stopping import POLL_SLICE_S, Deadline, StopFlag, stopped
+
+if TYPE_CHECKING:  # names for annotations only (typing_extensions: Unpack on Python 3.10)
+    from typing_extensions import Unpack
+
+    from spikereveal.stream.channel import Peer, PeerInfo
+    from spikereveal.stream.endpoint import EndpointOptions
 
 log = logging.getLogger("spikereveal.stream")
 
@@ -55,42 +43,20 @@ class LatestPublisher(Sender):
     ``dropped``) while no subscriber is there, and ``wait_ready`` waits for the first one only.
     """
 
+    socket_type = zmq.XPUB
+    default_config = LIVE_SOCKET_CONFIG
+
     def __init__(
-        self,
-        endpoint: str,
-        *,
-        node: str = "capture",
-        role: str = "capture",
-        bind: bool = True,
-        allow_remote: bool = False,
-        ctx: zmq.Context | None = None,
-        config: SocketConfig = LIVE_SOCKET_CONFIG,
-        sndhwm: int = 2,
-        heartbeat_s: float = 1.0,
-        limits: Limits = DEFAULT_LIMITS,
+        self, endpoint: str, *, sndhwm: int = 2, heartbeat_s: float = 1.0, **options: Unpack[EndpointOptions]
     ) -> None:
-        super().__init__(
-            endpoint,
-            zmq.XPUB,
-            node=node,
-            role=role,
-            bind=bind,
-            allow_remote=allow_remote,
-            ctx=ctx,
-            config=config,
-            limits=limits,
-            # Pass every subscribe *and* unsubscribe up, so a re-joining subscriber is seen each time.
-            sockopts={zmq.SNDHWM: sndhwm, zmq.XPUB_VERBOSER: 1},
-        )
+        """``options``: node ("capture"), role, bind (True), allow_remote, ctx, config
+        (:data:`LIVE_SOCKET_CONFIG`), limits; see :class:`~spikereveal.stream.endpoint.Endpoint`."""
+        # Pass every subscribe *and* unsubscribe up, so a re-joining subscriber is seen each time.
+        super().__init__(endpoint, sockopts={zmq.SNDHWM: sndhwm, zmq.XPUB_VERBOSER: 1}, **options)
         self.heartbeat_s = heartbeat_s
         self.subscribers = 0
         self._joined_once = False
         self._last_send_ns = 0
-        # The node's own counters (bundles in, errors...), sent in every Status beside the channel's.
-        self.status_counters: dict[str, int | float] = {}
-
-    def _status(self, state: str) -> Status:
-        return Status.now(self.node, self.role, state, {**self.counters.as_dict(), **self.status_counters})
 
     def publish(self, msg: Message) -> None:
         """Send ``msg`` to every subscriber that keeps up; ZeroMQ drops it for one whose queue is full.
@@ -176,8 +142,7 @@ class LatestPublisher(Sender):
         up). "finished" must reach even a slow consumer, so it is repeated for ``timeout_s``
         while a subscriber is connected; "stopping" is sent once.
         """
-        checked_final_state(final_state)
-        if self._sock.closed:
+        if not self._begin_close(final_state):
             return
         frames = encode(self._status(final_state), self.limits)
         deadline = Deadline(timeout_s if final_state == "finished" else 0.0)
@@ -189,9 +154,6 @@ class LatestPublisher(Sender):
                     break
                 self._sock.poll(deadline.slice_ms(), zmq.POLLIN)  # (un)subscriptions, or the period
         self._sock.close()
-
-    def __enter__(self) -> LatestPublisher:
-        return self
 
     def _read_subscriptions(self) -> None:
         while True:
@@ -228,34 +190,21 @@ class LatestSubscriber(Receiver):
     is added to them on each :meth:`recv_latest` and on :meth:`close`.
     """
 
+    socket_type = zmq.SUB
+    default_config = LIVE_SOCKET_CONFIG
+
     def __init__(
         self,
         endpoint: str,
         *,
-        node: str = "engine",
-        role: str = "engine",
-        bind: bool = False,
-        allow_remote: bool = False,
-        ctx: zmq.Context | None = None,
-        config: SocketConfig = LIVE_SOCKET_CONFIG,
         rcvhwm: int = 2,
         peer_timeout_s: float = 5.0,
         max_drain: int = 10_000,
-        limits: Limits = DEFAULT_LIMITS,
+        **options: Unpack[EndpointOptions],
     ) -> None:
-        super().__init__(
-            endpoint,
-            zmq.SUB,
-            node=node,
-            role=role,
-            bind=bind,
-            allow_remote=allow_remote,
-            ctx=ctx,
-            config=config,
-            limits=limits,
-            sockopts={zmq.RCVHWM: rcvhwm, zmq.SUBSCRIBE: b""},
-            arrow="<-",
-        )
+        """``options``: node ("engine"), role, bind (False), allow_remote, ctx, config
+        (:data:`LIVE_SOCKET_CONFIG`), limits; see :class:`~spikereveal.stream.endpoint.Endpoint`."""
+        super().__init__(endpoint, sockopts={zmq.RCVHWM: rcvhwm, zmq.SUBSCRIBE: b""}, **options)
         self.peer_timeout_s, self.max_drain = peer_timeout_s, max_drain
         self._publisher: Peer | None = None
         self._last_seq: dict[str, int] = {}
@@ -304,9 +253,6 @@ class LatestSubscriber(Receiver):
         with self._lock:
             self._hand_over_counts()
 
-    def __enter__(self) -> LatestSubscriber:
-        return self
-
     # -- the receiving thread (the only user of the socket once started) ---------------------------
     def _start_receiving(self) -> None:
         self._lock = threading.Lock()
@@ -350,7 +296,7 @@ class LatestSubscriber(Receiver):
             except ProtocolError as exc:
                 self._count_bad(exc, frames)
                 continue
-            if not isinstance(msg, (Status, Bundle, Result)):
+            if not isinstance(msg, (Status, DataMessage)):
                 self._count_bad(ProtocolError(f"a publisher sent a {msg.kind}"), frames)
                 continue
             with self._arrived:
@@ -364,18 +310,9 @@ class LatestSubscriber(Receiver):
 
     def _take_in(self, msg: Status | DataMessage, now: int) -> None:
         """Track the publisher and ``seq``; a data message replaces the mailbox's (lock held)."""
+        self._publisher = track_producer(self._publisher, msg, now, self._where, self._pending, "publisher")
         if isinstance(msg, Status):
-            if self._publisher is None or self._publisher.node != msg.node:
-                self._publisher = Peer(msg.node, now)
-                self._pending.peers_joined += 1
-            self._pending.heartbeats_received += 1
-            heard(self._publisher, now, self._where, msg)
             return
-        if self._publisher is None:
-            self._publisher = Peer("publisher", now)
-            self._pending.peers_joined += 1
-        heard(self._publisher, now, self._where)
-        self._publisher.state = "alive"
         self._track_seq(msg)
         if self._newest is not None:
             self._pending.dropped += 1  # CONFLATE drops multipart frames; keep the newest instead

@@ -11,7 +11,7 @@ import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -20,26 +20,17 @@ from spikereveal.stream.channel import (
     Peer,
     PeerInfo,
     check_silence,
-    checked_final_state,
     decode_or_count,
     heard,
     new_session,
+    track_producer,
 )
-from spikereveal.stream.endpoint import Receiver, Sender
-from spikereveal.stream.protocol import (
-    DEFAULT_LIMITS,
-    FINAL_STATES,
-    Bundle,
-    Credit,
-    Limits,
-    Message,
-    ProtocolError,
-    Result,
-    Status,
-    encode,
-)
-from spikereveal.stream.sockets import DEFAULT_SOCKET_CONFIG, SocketConfig
+from spikereveal.stream.endpoint import EndpointOptions, Receiver, Sender
+from spikereveal.stream.protocol import FINAL_STATES, Credit, Message, ProtocolError, Status, encode
 from spikereveal.stream.stopping import POLL_SLICE_S, Deadline, StopFlag, stopped
+
+if TYPE_CHECKING:  # typing_extensions for Python 3.10; annotations only
+    from typing_extensions import Unpack
 
 log = logging.getLogger("spikereveal.stream")
 
@@ -69,33 +60,20 @@ class LosslessSender(Sender):
     free port; see :attr:`endpoint`).
     """
 
+    socket_type = zmq.ROUTER
+
     def __init__(
         self,
         endpoint: str,
         *,
-        node: str = "capture",
-        role: str = "capture",
-        bind: bool = True,
-        allow_remote: bool = False,
-        ctx: zmq.Context | None = None,
-        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
         heartbeat_s: float = 1.0,
         peer_timeout_s: float = 15.0,
-        limits: Limits = DEFAULT_LIMITS,
+        **options: Unpack[EndpointOptions],
     ) -> None:
-        super().__init__(
-            endpoint,
-            zmq.ROUTER,
-            node=node,
-            role=role,
-            bind=bind,
-            allow_remote=allow_remote,
-            ctx=ctx,
-            config=config,
-            limits=limits,
-            # Fail loudly (EHOSTUNREACH) instead of silently dropping a delivery to a vanished consumer.
-            sockopts={zmq.ROUTER_MANDATORY: 1},
-        )
+        """``options``: node ("capture"), role, bind (True), allow_remote, ctx, config, limits;
+        see :class:`~spikereveal.stream.endpoint.Endpoint`."""
+        # Fail loudly (EHOSTUNREACH) instead of silently dropping a delivery to a vanished consumer.
+        super().__init__(endpoint, sockopts={zmq.ROUTER_MANDATORY: 1}, **options)
         self.heartbeat_s, self.peer_timeout_s = heartbeat_s, peer_timeout_s
         self._session = new_session()
         self.session = self._session.hex()
@@ -105,8 +83,6 @@ class LosslessSender(Sender):
         self._last_heartbeat_ns = 0
         self._ignored: set[str] = set()
         self._retired: set[str] = set()  # sessions of replaced consumers: their late credits are stale
-        # The node's own counters (bundles in, errors...), sent in every Status beside the channel's.
-        self.status_counters: dict[str, int | float] = {}
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -193,19 +169,12 @@ class LosslessSender(Sender):
         ``final_state``: "stopping" (shutting down; may come back) or "finished" (all data sent:
         call after :meth:`flush` at the end of a replay, so the consumer knows none will follow).
         """
-        checked_final_state(final_state)
-        if self._sock.closed:
+        if not self._begin_close(final_state):
             return
         c = self._consumer
         if c is not None and c.routing_id is not None:
             self._send_control(c, self._status(final_state))
         self._sock.close()
-
-    def _status(self, state: str) -> Status:
-        return Status.now(self.node, self.role, state, {**self.counters.as_dict(), **self.status_counters})
-
-    def __enter__(self) -> LosslessSender:
-        return self
 
     # -- internals ---------------------------------------------------------------------------
     def _slice_s(self) -> float:
@@ -352,35 +321,22 @@ class LosslessReceiver(Receiver):
     including the one being processed (2 = one prefetched).
     """
 
+    socket_type = zmq.DEALER
+
     def __init__(
         self,
         endpoint: str,
         *,
-        node: str = "engine",
-        role: str = "engine",
-        bind: bool = False,
-        allow_remote: bool = False,
         window: int = 2,
-        ctx: zmq.Context | None = None,
-        config: SocketConfig = DEFAULT_SOCKET_CONFIG,
         heartbeat_s: float = 0.5,
         peer_timeout_s: float = 15.0,
-        limits: Limits = DEFAULT_LIMITS,
+        **options: Unpack[EndpointOptions],
     ) -> None:
+        """``options``: node ("engine"), role, bind (False), allow_remote, ctx, config, limits;
+        see :class:`~spikereveal.stream.endpoint.Endpoint`."""
         if not 1 <= window <= 1024:
             raise ValueError(f"window: got {window}, expected 1..1024 messages")
-        super().__init__(
-            endpoint,
-            zmq.DEALER,
-            node=node,
-            role=role,
-            bind=bind,
-            allow_remote=allow_remote,
-            ctx=ctx,
-            config=config,
-            limits=limits,
-            arrow="<-",
-        )
+        super().__init__(endpoint, **options)
         self.window, self.heartbeat_s, self.peer_timeout_s = window, heartbeat_s, peer_timeout_s
         self.session = new_session().hex()
         self._producer_session = b""
@@ -431,9 +387,6 @@ class LosslessReceiver(Receiver):
         self._send(encode(Status.now(self.node, self.role, "stopping", self.counters.as_dict()), self.limits))
         self._sock.close()
 
-    def __enter__(self) -> LosslessReceiver:
-        return self
-
     def _send(self, frames: list[Any]) -> None:
         with contextlib.suppress(zmq.Again):  # not connected yet and queue full: the next one will do
             self._sock.send_multipart(frames, zmq.NOBLOCK)
@@ -466,19 +419,10 @@ class LosslessReceiver(Receiver):
             if self._producer_session:
                 log.info("%s: producer restarted (session %s)", self._where, session.hex())
             self._producer_session, self._last_n, self._acked = session, 0, 0
+        self._producer = track_producer(self._producer, msg, now, self._where, self.counters, "producer")
         if isinstance(msg, Status):
-            if self._producer is None or self._producer.node != msg.node:
-                self._producer = Peer(msg.node, now)
-                self.counters.peers_joined += 1
-            self.counters.heartbeats_received += 1
-            heard(self._producer, now, self._where, msg)
             return None
-        if self._producer is None:
-            self._producer = Peer("producer", now)
-            self.counters.peers_joined += 1
-        heard(self._producer, now, self._where)
-        self._producer.state = "alive"
-        if not isinstance(msg, (Bundle, Result)):
+        if not isinstance(msg, DataMessage):
             self.counters.bad += 1
             self._on_bad(self.counters.bad, ProtocolError(f"a producer sent a {msg.kind}"), frames)
             return None

@@ -237,7 +237,9 @@ class Result:
     ``seq``/``source_id``: those of the source bundle; ``model``: the backend/weights that made it;
     ``stamps``: the bundle's stamps followed by the engine's; ``rgb_t_ns``: the source bundle's
     sensor time of the RGB exposure (its spacing is the RGB frame rate, whatever the engine's
-    speed; 0 = unknown, and absent from the header of older senders).
+    speed; 0 = unknown, and absent from the header of older senders); ``spike_density``: the
+    spikes per frame per unit grey the engine estimated from the bundle (engine/density.py;
+    >= 0, 0 = unknown, absent from the header of older senders).
     """
 
     kind: ClassVar[str] = "result"
@@ -251,10 +253,15 @@ class Result:
     blur: np.ndarray | None = None
     stamps: tuple[tuple[str, int], ...] = ()
     rgb_t_ns: int = 0
+    spike_density: float = 0.0
 
     def __post_init__(self) -> None:
         _set(self, "seq", _int("result.seq", self.seq, 0))
         _set(self, "rgb_t_ns", _int("result.rgb_t_ns", self.rgb_t_ns))
+        density = _float("result.spike_density", self.spike_density)
+        if density < 0:
+            _fail("result.spike_density", density, "a finite number >= 0")
+        _set(self, "spike_density", density)
         _set(self, "source_id", _str("result.source_id", self.source_id))
         frames = _array("result.frames", self.frames, 4, "(K, H, W, 3)")
         k, h, w, c = frames.shape
@@ -413,7 +420,7 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
     ),
 }
 #: Keys a header may leave out (added after v1 shipped; a missing one takes the field's default).
-_OPTIONAL_HEADER_KEYS: dict[str, frozenset[str]] = {"result": frozenset({"rgb_t_ns"})}
+_OPTIONAL_HEADER_KEYS: dict[str, frozenset[str]] = {"result": frozenset({"rgb_t_ns", "spike_density"})}
 
 
 def _check_limits(msg: Message, limits: Limits) -> None:
@@ -484,6 +491,7 @@ def _header_of(msg: Message, buffers: list[tuple[str, np.ndarray]]) -> dict[str,
             model=msg.model,
             stamps=[list(s) for s in msg.stamps],
             rgb_t_ns=msg.rgb_t_ns,
+            spike_density=msg.spike_density,
         )
     elif isinstance(msg, Status):
         header.update(
@@ -729,6 +737,7 @@ def _build(kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray], limits: 
             blur=arrays.get("blur"),
             stamps=_stamps("result.stamps", h["stamps"], limits.max_stamps),
             rgb_t_ns=h.get("rgb_t_ns", 0),
+            spike_density=h.get("spike_density", 0.0),
         )
     if kind == "status":
         return Status(

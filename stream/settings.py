@@ -35,7 +35,7 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,16 @@ class SettingError(SpikeRevealError):
 
 @dataclass(frozen=True)
 class Setting:
-    """What a field declares beyond its name, type and default (see :func:`setting`)."""
+    """What a field declares beyond its name, type and default: the keywords of :func:`setting`.
+
+    ``choices``: the allowed values (any sequence; kept as a tuple); ``min``/``max``: an inclusive
+    range (``min_open``: > min); ``parse``: turns text (a flag, a YAML value) into the value and
+    raises its own family's error (``parse_rate``); ``flag``: the CLI spelling when it is not
+    ``--field-name`` (``"--no-flip"`` for a True default switched off, ``"--window/--no-window"``);
+    ``cli``/``yaml``: whether the setting is a command-line option / a key of its ``run`` YAML
+    section (the wiring that ``run`` sets itself, endpoints and node names, is not a YAML key);
+    ``hidden``: left out of ``--help``; ``path``: ``"file"`` or ``"dir"`` for Path settings.
+    """
 
     help: str
     choices: tuple[Any, ...] | None = None
@@ -75,51 +84,20 @@ class Setting:
     metavar: str | None = None
     path: str = "file"
 
+    def __post_init__(self) -> None:
+        if self.path not in ("file", "dir"):
+            raise ValueError(f"path: got {self.path!r}, expected 'file' or 'dir'")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
 
-def setting(
-    default: Any = dataclasses.MISSING,
-    *,
-    help: str,  # noqa: A002 - the word every CLI uses
-    choices: Sequence[Any] | None = None,
-    min: float | None = None,  # noqa: A002
-    max: float | None = None,  # noqa: A002
-    min_open: bool = False,
-    flag: str | None = None,
-    cli: bool = True,
-    yaml: bool = True,
-    hidden: bool = False,
-    parse: Callable[[Any], Any] | None = None,
-    metavar: str | None = None,
-    path: str = "file",
-) -> Any:
+
+def setting(default: Any = dataclasses.MISSING, **declaration: Any) -> Any:
     """A dataclass field declaring one setting; no ``default``: the setting is required.
 
-    ``choices``: the allowed values; ``min``/``max``: an inclusive range (``min_open``: > min);
-    ``parse``: turns text (a flag, a YAML value) into the value and raises its own family's
-    error (``parse_rate``); ``flag``: the CLI spelling when it is not ``--field-name``
-    (``"--no-flip"`` for a True default switched off, ``"--window/--no-window"``); ``cli``/
-    ``yaml``: whether the setting is a command-line option / a key of its ``run`` YAML section
-    (the wiring that ``run`` sets itself, endpoints and node names, is not a YAML key);
-    ``hidden``: left out of ``--help``; ``path``: ``"file"`` or ``"dir"`` for Path settings.
+    ``declaration``: the fields of :class:`Setting` as keywords (``help`` is required), taken
+    as they are so that each is declared once, there.
     """
-    if path not in ("file", "dir"):
-        raise ValueError(f"path: got {path!r}, expected 'file' or 'dir'")
-    meta = {
-        _METADATA_KEY: Setting(
-            help=help,
-            choices=None if choices is None else tuple(choices),
-            min=min,
-            max=max,
-            min_open=min_open,
-            flag=flag,
-            cli=cli,
-            yaml=yaml,
-            hidden=hidden,
-            parse=parse,
-            metavar=metavar,
-            path=path,
-        )
-    }
+    meta = {_METADATA_KEY: Setting(**declaration)}
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

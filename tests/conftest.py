@@ -15,11 +15,50 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+#: How long a node-process test waits for anything (a start, a message, an exit): generous for a
+#: process start on a loaded 2-core machine; a bound on polling, never a sleep.
+WAIT_S = 20.0
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory) -> None:
     """Keep the ONNX export cache of this run (and of the CLIs it starts) out of the user's home."""
     os.environ["SPIKEREVEAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_weights(tmp_path_factory) -> None:
+    """Tests (and the CLIs they start) see a tree without default LDN weights unless they ask.
+
+    The suite's expectations then do not change when ``make default-weights`` has run; tests of
+    the default-weights wiring take :func:`default_weights` (a tiny file made here) instead.
+    """
+    from spikereveal.engine.deblur import DEFAULT_WEIGHTS_ENV
+
+    os.environ[DEFAULT_WEIGHTS_ENV] = str(tmp_path_factory.mktemp("nodefault") / "ldn.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_ldn_weights(tmp_path_factory) -> Path:
+    """An LDN with random weights (seed 0) saved as the project's safetensors, with training-like metadata."""
+    import torch
+
+    from spikereveal.engine.ldn import LDN
+    from spikereveal.engine.weights import save_net
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_weights") / "tiny_ldn.safetensors"
+    metadata = {"steps": "0", "seed": "0", "spike_density": "0.9925", "command": "test", "teacher": "none"}
+    return save_net(path, LDN(), "ldn", metadata)
+
+
+@pytest.fixture
+def default_weights(monkeypatch: pytest.MonkeyPatch, tiny_ldn_weights: Path) -> Path:
+    """Make :func:`tiny_ldn_weights` the default LDN weights for this test and its child processes."""
+    from spikereveal.engine.deblur import DEFAULT_WEIGHTS_ENV
+
+    monkeypatch.setenv(DEFAULT_WEIGHTS_ENV, str(tiny_ldn_weights))
+    return tiny_ldn_weights
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """Plumbing shared by the ``spikereveal bench`` commands: timing, machine facts, table, JSON.
 
 Each bench times its work with :func:`time_repeats`, describes the run with :func:`machine_info`,
-prints :func:`format_table` and saves the numbers with :func:`write_json`; the arithmetic stays
-in the bench, the bookkeeping here.
+prints :func:`format_table` and saves the numbers with :func:`write_json` where its
+:func:`json_option` says; the arithmetic stays in the bench, the bookkeeping here.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any, TypeVar
 
+import click
 import numpy as np
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -129,3 +133,17 @@ def write_json(path: str | os.PathLike[str], payload: dict[str, object]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def json_option(bench: str, *decls: str) -> Callable[[F], F]:
+    """The click option naming where ``bench <bench>`` writes its JSON (``build/bench/<bench>.json``).
+
+    ``decls``: the option's click declarations, ``("--json", "json_path")`` unless given
+    (``bench transport`` spells it ``--out``).
+    """
+    return click.option(
+        *(decls or ("--json", "json_path")),
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(f"build/bench/{bench}.json"),
+        show_default=True,
+    )

@@ -38,7 +38,7 @@ from spikereveal.engine.windows import (
     spike_window,
 )
 from spikereveal.stream.spikes import SpikeGeometry, unpack_frames
-from spikereveal.tools.bench_common import Timing, format_table, machine_info, time_repeats, write_json
+from spikereveal.tools.bench_common import format_table, json_option, machine_info, time_repeats, write_json
 from spikereveal.tools.cli_types import SIZE
 
 #: Spike frames per blurry frame in the GOPRO-spike convention (20 + 97 + 20).
@@ -123,7 +123,7 @@ def run_decode_bench(config: DecodeBenchConfig) -> dict[str, object]:
             baseline_matches = bool(
                 np.array_equal(naive_unpack(first, geometry), unpack_frames(first, geometry))
             )
-            timings: dict[str, Timing] = {
+            timings = {  # work -> Timing
                 "unpack": time_repeats(unpack, repeats=config.repeats),
                 "exposure": time_repeats(lambda: per_exposure(False), repeats=config.repeats),
                 "exposure_batch": time_repeats(lambda: per_exposure(True), repeats=config.repeats),
@@ -217,13 +217,7 @@ def format_decode_table(payload: dict[str, object]) -> str:
     "--outputs", "-k", type=click.IntRange(min=1), default=5, show_default=True, help="Output frames K."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("build/bench/decode.json"),
-    show_default=True,
-)
+@json_option("decode")
 def decode_command(
     size: tuple[int, int], frames: int, repeats: int, rate_hz: float, outputs: int, seed: int, json_path: Path
 ) -> None:

@@ -33,7 +33,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from spikereveal.tools.bench_common import Timing, format_table, machine_info, time_repeats, write_json
+from spikereveal.tools.bench_common import (
+    Timing,
+    format_table,
+    json_option,
+    machine_info,
+    time_repeats,
+    write_json,
+)
 from spikereveal.tools.cli_types import parse_size
 
 
@@ -417,13 +424,7 @@ def _parse_variants(ctx: click.Context, param: click.Parameter, value: str) -> t
     show_default=True,
     help="Measure each variant and size in a fresh process (clean allocator, threads).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("build/bench/model.json"),
-    show_default=True,
-)
+@json_option("model")
 def model_command(
     sizes: Sequence[tuple[int, int]],
     variants: Sequence[str],

@@ -34,7 +34,7 @@ from spikereveal.stream.latency import percentiles_ms
 from spikereveal.stream.protocol import Bundle
 from spikereveal.stream.spikes import SpikeGeometry
 from spikereveal.stream.transport import LosslessReceiver, LosslessSender, SocketConfig
-from spikereveal.tools.bench_common import format_table, machine_info, write_json
+from spikereveal.tools.bench_common import format_table, json_option, machine_info, write_json
 from spikereveal.tools.cli_types import SIZE
 
 TRANSPORTS = ("tcp", "ipc")
@@ -322,36 +322,16 @@ def format_transport_table(payload: dict[str, Any]) -> str:
     show_default=True,
 )
 @click.option("--mode", "modes", type=click.Choice(MODES), multiple=True, default=MODES, show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("build/bench/transport.json"),
-    show_default=True,
-)
-def transport_command(
-    rgb: tuple[int, int],
-    spikes: tuple[int, int],
-    spike_frames: int,
-    iterations: int,
-    runs: int,
-    warmup: int,
-    transports: tuple[str, ...],
-    modes: tuple[str, ...],
-    out: Path,
-) -> None:
+@json_option("transport", "--out")
+def transport_command(transports: tuple[str, ...], modes: tuple[str, ...], out: Path, **sizes: Any) -> None:
     """One-way latency of a bundle over tcp and ipc (zero-copy and copy) vs memcpy."""
+    # The option names are the config's field names: ``sizes`` holds rgb, spikes, spike_frames,
+    # iterations, runs and warmup as parsed; a path or mode given twice is measured once.
     config = TransportBenchConfig(
-        rgb=rgb,
-        spikes=spikes,
-        spike_frames=spike_frames,
-        iterations=iterations,
-        runs=runs,
-        warmup=warmup,
-        transports=tuple(dict.fromkeys(transports)),
-        modes=tuple(dict.fromkeys(modes)),
+        transports=tuple(dict.fromkeys(transports)), modes=tuple(dict.fromkeys(modes)), **sizes
     )
     try:
-        SpikeGeometry(*spikes)
+        SpikeGeometry(*config.spikes)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--spikes") from None
     payload = run_transport_bench(config, progress=True)

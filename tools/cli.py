@@ -53,6 +53,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Deblur bundles from ZeroMQ and publish results.",
     ),
     "display": ("spikereveal.tools.display_cmd:display_command", "Show or record the deblurred sequence."),
+    "eval": (
+        "spikereveal.tools.eval_cmd:eval_command",
+        "PSNR/SSIM of blur, SDM, the teacher and LDNs against ground truth.",
+    ),
+    "train": (
+        "spikereveal.tools.train_cmd:train_group",
+        "Train the BSN, SR and LDN on recordings, self-supervised.",
+    ),
 }
 
 

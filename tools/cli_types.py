@@ -11,12 +11,6 @@ import click
 # The one HxW parser lives at the bottom, where capture's source URIs can use it too.
 from spikereveal.stream.spikes import parse_size
 
-#: The CLI's wording of the library's "weights: the ldn model needs weights" (engine/deblur.py).
-NEEDS_WEIGHTS = (
-    "the ldn model needs --weights (a paper checkpoint or the project's .safetensors); "
-    "use --model sdm to deblur without weights"
-)
-
 
 class ParsedType(click.ParamType):
     """A click type around one text parser: ``ParsedType("HxW", parse_size)``.

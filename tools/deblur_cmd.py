@@ -12,7 +12,7 @@ import numpy as np
 
 from spikereveal.capture.images import read_bgr, write_image
 from spikereveal.stream.errors import SpikeRevealError
-from spikereveal.tools.cli_types import EXPOSURE, NEEDS_WEIGHTS, SIZE
+from spikereveal.tools.cli_types import EXPOSURE, SIZE
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ def write_sequence(out_dir: Path, frames: np.ndarray, times: list[int], info: di
     return path
 
 
+def _density_info(
+    deblurrer: object, blur: np.ndarray, spikes: np.ndarray, exposure: tuple[int, int]
+) -> dict[str, float | bool | None]:
+    """frames.json's ``spike_density``: the LDN's normalization, or the bare estimate for SDM."""
+    norm = getattr(deblurrer, "last_density", None)
+    if norm is not None:
+        return norm.to_dict()
+    from spikereveal.engine.density import estimate_density
+
+    estimated = round(estimate_density(blur, spikes, exposure), 6)
+    return {"estimated": estimated, "trained": None, "scale": 1.0, "enabled": False}
+
+
 def _fmt_exposure(exposure: tuple[int, int]) -> str:
     return f"{exposure[0]}:{exposure[1]}"
 
@@ -126,10 +139,16 @@ def _fmt_exposure(exposure: tuple[int, int]) -> str:
     help="Output frames K (at most the exposure's frames).",
 )
 @click.option(
-    "--model", type=click.Choice(["ldn", "sdm"]), default=None, help="Default: ldn with --weights, else sdm."
+    "--model",
+    type=click.Choice(["ldn", "sdm"]),
+    default=None,
+    help="Default: ldn (sdm only where the default weights are not built).",
 )
 @click.option(
-    "--weights", type=click.Path(path_type=Path), default=None, help="Paper .pth or project .safetensors."
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="LDN weights: paper .pth, a .safetensors, or 'default' (the project's own, the default).",
 )
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 @click.option(
@@ -141,6 +160,11 @@ def _fmt_exposure(exposure: tuple[int, int]) -> str:
 @click.option("--no-flip", is_flag=True, help="Spike frames are stored upright (some cameras).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the frames of an earlier run in --out.")
+@click.option(
+    "--no-density-norm",
+    is_flag=True,
+    help="Feed the LDN the raw spikes, not scaled to the spike density its weights were trained at.",
+)
 def deblur_command(
     blur_path: Path,
     spikes_path: Path,
@@ -154,11 +178,20 @@ def deblur_command(
     no_flip: bool,
     out_dir: Path,
     overwrite: bool,
+    no_density_norm: bool,
 ) -> None:
     """Deblur one image into K sharp frames spread over its exposure."""
     from spikereveal.calibration.model import Calibration, CalibrationError, load_calibration
     from spikereveal.capture.dat import open_dat
-    from spikereveal.engine.deblur import WINDOW_FRAMES, check_ldn_sizes, make_deblurrer, to_uint8
+    from spikereveal.engine.deblur import (
+        WINDOW_FRAMES,
+        check_ldn_sizes,
+        default_model,
+        ldn_weights,
+        make_deblurrer,
+        missing_default_message,
+        to_uint8,
+    )
     from spikereveal.engine.windows import (
         DEFAULT_MARGIN,
         ExposureError,
@@ -168,11 +201,14 @@ def deblur_command(
     )
 
     check_out_dir(out_dir, overwrite)  # before any work: a refused folder costs nothing
-    model = model or ("ldn" if weights else "sdm")
+    # A tree without the default weights still deblurs (sdm) and says why, once it has worked
+    # (so that an error stays one line).
+    fallback_note = model is None and default_model(weights) == "sdm"
+    model = model or default_model(weights)
     if model == "sdm" and weights:
         raise click.BadParameter("--weights is only used by --model ldn", param_hint="--weights")
-    if model == "ldn" and not weights:
-        raise click.BadParameter(NEEDS_WEIGHTS, param_hint="--weights")
+    # The default weights' file now, before any work: missing, it is one line naming `make default-weights`.
+    weights = ldn_weights(weights) if model == "ldn" else None
     blur = read_bgr(blur_path)
     height, width = spike_size if spike_size else (None, None)
     dat = open_dat(spikes_path, height, width, flip=not no_flip)
@@ -238,7 +274,7 @@ def deblur_command(
     except ExposureError as exc:
         raise ExposureError(f"{where}{exc} (with --times {count})") from None
     try:
-        deblurrer = make_deblurrer(model, weights=weights, backend=backend)
+        deblurrer = make_deblurrer(model, weights=weights, backend=backend, density_norm=not no_density_norm)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     spikes = dat.read(0, num_frames)
@@ -249,6 +285,7 @@ def deblur_command(
     info = {
         "model": model,
         "backend": backend if model == "ldn" else None,
+        "weights": str(weights) if weights else None,
         "blur": str(blur_path),
         "spikes": str(spikes_path),
         "spike_size": list(spike_hw),
@@ -257,7 +294,11 @@ def deblur_command(
         "exposure": [start, end],
         # The record used, as applied: scale for the size check, spike_offset_frames on the exposure.
         "calibration": {"path": str(calibration) if calibration else None, **calib.to_dict()},
+        # Spikes per frame per unit grey of this exposure, against what the weights were trained at.
+        "spike_density": _density_info(deblurrer, blur, spikes, (start, end)),
     }
     manifest = write_sequence(out_dir, to_uint8(frames), times, info)
     click.echo(f"wrote {len(times)} frames ({model}) at spike frames {times} to {out_dir} ({manifest.name})")
+    if fallback_note:
+        click.echo(f"note: {missing_default_message()}; deblurred with sdm", err=True)
     log.debug("deblur done: %s", info)

@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from spikereveal.engine.node import EngineNodeConfig
-from spikereveal.tools.cli_types import NEEDS_WEIGHTS
 from spikereveal.tools.config_options import config_from_options, config_options
 
 
@@ -25,8 +24,6 @@ def engine_command(**options: Any) -> None:
     from spikereveal.stream.errors import SpikeRevealError
     from spikereveal.stream.transport import StopFlag
 
-    if options["model"] == "ldn" and options["weights"] is None:
-        raise click.BadParameter(NEEDS_WEIGHTS, param_hint="--weights")
     config = config_from_options(EngineNodeConfig, options)  # a bad value: one line (SettingError)
     stop = StopFlag()
     with stop.handle_signals():  # already while the model loads (torch takes seconds to import)

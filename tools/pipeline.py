@@ -58,7 +58,8 @@ def check_run(config: RunConfig) -> None:
     """
     from spikereveal.calibration.model import Calibration, load_calibration
     from spikereveal.capture.sources import SimulatedSource, open_source
-    from spikereveal.tools.cli_types import NEEDS_WEIGHTS
+    from spikereveal.engine.deblur import is_default_weights, ldn_weights
+    from spikereveal.stream.errors import SpikeRevealError
 
     capture, engine = config.capture, config.engine
     calibration = None if capture.calibration is None else load_calibration(capture.calibration)
@@ -74,10 +75,13 @@ def check_run(config: RunConfig) -> None:
                     raise RunConfigError(f"source {capture.source!r}: {sample.name}: {exc}") from None
     finally:
         source.close()
-    if engine.weights is not None and not Path(engine.weights).is_file():
+    if not is_default_weights(engine.weights) and not Path(str(engine.weights)).is_file():
         raise RunConfigError(f"engine.weights: {engine.weights}: no such file")
-    if engine.model_name == "ldn" and engine.weights is None:
-        raise RunConfigError(f"engine.model: {NEEDS_WEIGHTS}")
+    if engine.model_name == "ldn":
+        try:
+            ldn_weights(engine.weights)  # the default weights, when meant, must be there
+        except SpikeRevealError as exc:
+            raise RunConfigError(f"engine.weights: {exc}") from None
 
 
 def wired_configs(config: RunConfig, endpoints: NodeEndpoints) -> dict[str, Any]:

@@ -13,6 +13,12 @@ Written layout (read back by ``spikereveal.capture.datasets.open_dataset``)::
     <out>/blur_data/<scene>/<nnnn>.png
     <out>/sharp_data/<scene>/<nnnn>/<spike_index:03d>.png
     <out>/meta.json
+
+One folder may hold many scenes (``append=True`` / ``simulate --append`` adds one): a training set
+mixes motions, textures and thresholds, and ``train --data`` takes one folder. What the readers
+need to read any sample (layout, frames per sample, exposure, sizes, scale) must then agree;
+per-scene settings (vth, seed, noise, source, ...) are recorded under ``scenes.<name>`` and at the
+top as one value when every scene agrees, else as the list of the distinct values.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -44,6 +51,10 @@ from spikereveal.stream.spikes import SpikeGeometry
 log = logging.getLogger(__name__)
 
 LAYOUT_NAME = "gopro-spike"
+#: meta.json fields every scene of one dataset shares: what the readers use to read any sample.
+SHARED_META = ("layout", "frames_per_sample", "exposure", "spike_size", "blur_size", "scale")
+#: Settings of each scene, kept per scene; at the top one value, or the distinct values when mixed.
+SCENE_META = ("vth", "increment_per_frame", "noise_prob", "seed", "sharp_times", "source")
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ def generator_version() -> str:
 
 def build_meta(config: SimulationConfig, scene: str, source: str, samples: int) -> dict[str, object]:
     """The meta.json content for a finished run (the reader uses layout, frame and size fields)."""
-    return {
+    meta: dict[str, object] = {
         "layout": LAYOUT_NAME,
         "generator": "spikereveal simulate",
         "generator_version": generator_version(),
@@ -117,12 +128,74 @@ def build_meta(config: SimulationConfig, scene: str, source: str, samples: int) 
         "sharp_times": "all" if config.sharp_times is None else list(config.sharp_times),
         "grey": "0.11 B + 0.59 G + 0.3 R, INTER_AREA downsampling",
         "source": source,
-        "scenes": {scene: {"samples": samples}},
     }
+    meta["scenes"] = {scene: {"samples": samples, **{key: meta[key] for key in SCENE_META}}}
+    return meta
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to mix with an existing dataset unless ``overwrite``, which removes its data folders."""
+def _distinct(values: list[object]) -> object:
+    """One value if all are equal, else the distinct ones (sorted when they are all numbers)."""
+    unique: list[object] = []
+    for value in values:
+        if value not in unique:
+            unique.append(value)
+    if len(unique) == 1:
+        return unique[0]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in unique):
+        return sorted(unique)  # type: ignore[type-var]
+    return unique
+
+
+def merge_meta(old: dict[str, Any], new: dict[str, Any], path: Path) -> dict[str, Any]:
+    """meta.json after adding ``new``'s one scene to the dataset ``old`` describes (at ``path``).
+
+    Raises DatasetError when a field of ``SHARED_META`` differs (the readers could not read both
+    scenes as one set) or the scene is already there.
+    """
+    for key in SHARED_META:
+        if old.get(key) != new.get(key):
+            raise DatasetError(
+                f"{path}: {key} is {old.get(key)!r} there but {new.get(key)!r} in this run; the scenes of "
+                f"one dataset share {', '.join(SHARED_META)}: simulate into another --out"
+            )
+    old_scenes = old.get("scenes") if isinstance(old.get("scenes"), dict) else {}
+    (scene, record), *_ = new["scenes"].items()
+    if scene in old_scenes:
+        raise DatasetError(f"{path}: already holds scene '{scene}'; pick another --scene")
+    scenes: dict[str, Any] = {}
+    for name, value in old_scenes.items():
+        # A dataset written before scenes kept their own settings: take the top-level ones.
+        scenes[name] = {
+            **{key: old.get(key) for key in SCENE_META},
+            **(value if isinstance(value, dict) else {}),
+        }
+    scenes[scene] = record
+    merged = {**old, **{k: v for k, v in new.items() if k not in SCENE_META and k != "scenes"}}
+    for key in SCENE_META:
+        merged[key] = _distinct([record.get(key) for record in scenes.values()])
+    if isinstance(merged["source"], list):
+        merged["source"] = f"{len(merged['source'])} sources (see scenes)"
+    merged["scenes"] = scenes
+    return merged
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Write meta.json by rename, so that an interrupted append never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool, append: bool = False) -> None:
+    """Refuse to mix with an existing dataset unless ``overwrite``, which removes its data folders.
+
+    With ``append`` an existing dataset is kept (the caller merges its meta.json).
+    """
+    if append and overwrite:
+        raise DatasetError(f"{out_dir}: append adds a scene, overwrite starts over: choose one")
+    if append:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return
     if (out_dir / META_NAME).exists():
         if not overwrite:
             raise DatasetError(
@@ -134,6 +207,16 @@ def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _read_dataset_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    return meta
+
+
 def simulate_dataset(
     frames: Iterable[np.ndarray],
     config: SimulationConfig,
@@ -143,6 +226,7 @@ def simulate_dataset(
     scene: str = "pan",
     source: str = "unknown",
     overwrite: bool = False,
+    append: bool = False,
     progress: bool = True,
 ) -> SimulationResult:
     """Simulate up to ``samples`` consecutive samples of one scene and write them under ``out_dir``.
@@ -153,6 +237,8 @@ def simulate_dataset(
             out, none is a ``DatasetError``.
         scene: the scene folder name.
         source: a description of where the frames came from (recorded in meta.json).
+        append: add the scene to the dataset already in ``out_dir`` (or start one there); its
+            sizes and exposure must match (see the module docstring), checked before any work.
     """
     out_dir = Path(out_dir)
     if samples < 1:
@@ -161,7 +247,13 @@ def simulate_dataset(
         raise DatasetError(
             f"scene name {scene!r} must be a plain folder name (no '/' or '\\', not '.' or '..')"
         )
-    prepare_out_dir(out_dir, overwrite)
+    prepare_out_dir(out_dir, overwrite, append)
+    meta_path = out_dir / META_NAME
+    old_meta = _read_dataset_meta(meta_path) if append and meta_path.exists() else None
+    if old_meta is not None:
+        merge_meta(old_meta, build_meta(config, scene, source, 0), meta_path)  # refuse before any work
+    if append and (out_dir / "spike_data" / scene).exists():
+        raise DatasetError(f"{out_dir}: already holds scene folder spike_data/{scene}; pick another --scene")
     camera = config.new_camera()
     per = config.frames_per_sample
     written: list[SamplePaths] = []
@@ -183,6 +275,6 @@ def simulate_dataset(
                 log.warning("%s: %s; wrote %d of %d samples", source, exc, index, samples)
                 break
             written.append(write_sample(out_dir, scene, index, sample))
-    meta_path = out_dir / META_NAME
-    meta_path.write_text(json.dumps(build_meta(config, scene, source, len(written)), indent=2) + "\n")
+    meta = build_meta(config, scene, source, len(written))
+    _write_meta(meta_path, meta if old_meta is None else merge_meta(old_meta, meta, meta_path))
     return SimulationResult(out_dir, scene, meta_path, tuple(written))

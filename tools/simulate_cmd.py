@@ -1,7 +1,10 @@
 """``spikereveal simulate``: make a GOPRO-spike style dataset from a video, images or a built-in scene.
 
 A thin shell over ``spikereveal.tools.simulate``: it picks the frame source, brings it to the
-spike rate and the RGB size, and hands the frames to ``simulate_dataset``.
+spike rate and the RGB size, and hands the frames to ``simulate_dataset``. The built-in scenes
+are ``pan`` (the demo's panning scene) and ``motion`` (``--motion pan|rotate|zoom|mixed`` on any
+texture or photo, the training data's scenes); ``--append`` adds one scene to a dataset, so that
+a training set of many scenes is one folder.
 """
 
 from __future__ import annotations
@@ -17,8 +20,23 @@ from spikereveal.capture import scenes
 from spikereveal.tools.cli_types import SIZE
 from spikereveal.tools.simulate import PAPER_SHARP_TIMES, SimulationConfig, simulate_dataset
 
-BUILTIN_SCENES = ("pan",)
+BUILTIN_SCENES = ("pan", "motion")
 DEFAULT_PAN_SPIKE_SIZE = (64, 96)  # small and fast: `make demo` runs this
+#: The texture when none is given: the demo's photo for the pan, a pattern for motion scenes (so
+#: that training data never picks a held-out photo by default).
+DEFAULT_TEXTURES = {"pan": "astronaut", "motion": "procedural"}
+
+
+class TextureType(click.ParamType):
+    """``--texture``: a built-in name (``scenes.SKIMAGE_TEXTURES``, ``procedural[:SEED]``) or an image."""
+
+    name = "NAME|FILE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return scenes.check_texture(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def parse_times(text: str) -> tuple[int, ...]:
@@ -49,6 +67,17 @@ def _peek(frames: Iterator[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray
     "--images", type=click.Path(file_okay=False, path_type=Path), help="Folder of sharp frames (PNG/JPG)."
 )
 @click.option("--builtin", type=click.Choice(BUILTIN_SCENES), help="A built-in scene with known motion.")
+@click.option(
+    "--motion",
+    type=click.Choice(scenes.MOTIONS),
+    help="Motion of --builtin motion (default mixed: translation, rotation and zoom).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    help="Peak image speed of --builtin motion at the frame's edge, RGB pixels per spike frame "
+    "(default: drawn from --seed).",
+)
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
 )
@@ -87,20 +116,27 @@ def _peek(frames: Iterator[np.ndarray]) -> tuple[np.ndarray, Iterator[np.ndarray
 )
 @click.option(
     "--texture",
-    default="astronaut",
-    show_default=True,
-    type=click.Choice([*scenes.SKIMAGE_TEXTURES, "procedural"]),
-    help="Texture of the pan scene.",
+    type=TextureType(),
+    help="Texture of a built-in scene: a scikit-image name "
+    f"({', '.join(scenes.SKIMAGE_TEXTURES)}), procedural[:SEED] or an image file. Default: astronaut "
+    "for pan, procedural for motion.",
 )
 @click.option(
     "--scene", "scene_name", help="Scene folder name (default: pan, the video stem or the folder name)."
 )
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add this scene to the dataset in --out (same spike size; starts one if there is none).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate_command(
     video: Path | None,
     images: Path | None,
     builtin: str | None,
+    motion: str | None,
+    speed: float | None,
     out_dir: Path,
     samples: int,
     spike_size: tuple[int, int] | None,
@@ -110,9 +146,10 @@ def simulate_command(
     sharp_times: str,
     sharp_all: bool,
     upsample: int | None,
-    texture: str,
+    texture: str | None,
     scene_name: str | None,
     overwrite: bool,
+    append: bool,
     quiet: bool,
 ) -> None:
     """Simulate spikes, blur and ground truth (GOPRO-spike layout: 137 frames, exposure 20..116)."""
@@ -120,7 +157,15 @@ def simulate_command(
         name for name, value in (("--video", video), ("--images", images), ("--builtin", builtin)) if value
     ]
     if len(chosen) != 1:
-        raise click.UsageError("give exactly one source: --video FILE, --images DIR or --builtin pan")
+        raise click.UsageError("give exactly one source: --video FILE, --images DIR or --builtin pan|motion")
+    if builtin != "motion":
+        for option, value in (("--motion", motion), ("--speed", speed)):
+            if value is not None:
+                raise click.UsageError(f"{option} is only used with --builtin motion")
+    if texture is not None and builtin is None:
+        raise click.UsageError("--texture is only used with --builtin pan|motion")
+    if append and overwrite:
+        raise click.UsageError("--append adds a scene to --out, --overwrite starts it over: give one")
     times = None if sharp_all else parse_times(sharp_times)
     frames_per_sample = SimulationConfig().frames_per_sample
     needed = samples * frames_per_sample
@@ -129,9 +174,22 @@ def simulate_command(
         spike_hw = spike_size or DEFAULT_PAN_SPIKE_SIZE
         _check_spike_size(spike_hw, None if spike_size else f"the default for --builtin {builtin}")
         config = _config(spike_hw, vth, noise, seed, times)
-        frames: Iterator[np.ndarray] = scenes.pan_scene(needed, config.blur_size, texture=texture)
-        source = f"builtin:{builtin}(texture={texture})"
-        scene = scene_name or builtin
+        texture = texture or DEFAULT_TEXTURES[builtin]
+        frames: Iterator[np.ndarray]
+        if builtin == "pan":
+            frames = scenes.pan_scene(needed, config.blur_size, texture=texture)
+            source = f"builtin:{builtin}(texture={texture})"
+            scene = scene_name or builtin
+        else:
+            motion = motion or "mixed"
+            trajectory = scenes.make_trajectory(motion, config.blur_size, seed, speed)
+            edge_speed = trajectory.peak_edge_speed(config.blur_size)
+            frames = scenes.MotionScene(config.blur_size, texture, trajectory, seed).frames(0, needed)
+            source = (
+                f"builtin:motion(motion={motion}, texture={texture}, seed={seed}, "
+                f"peak_speed={edge_speed:.3f}px/frame)"
+            )
+            scene = scene_name or motion
     else:
         if video is not None:
             available = scenes.count_video_frames(video)
@@ -165,6 +223,7 @@ def simulate_command(
         scene=scene,
         source=source,
         overwrite=overwrite,
+        append=append,
         progress=not quiet,
     )
     h, w = config.spike_size

@@ -163,37 +163,25 @@ def test_round_trip_property(tmp_path_factory: pytest.TempPathFactory, scale, dy
         assert load_calibration(save_calibration(folder / f"c{suffix}", cal)) == cal
 
 
-def test_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
-    bad_field = tmp_path / "a.yaml"
-    bad_field.write_text("scale: 4\nscael: 3\n")
-    with pytest.raises(CalibrationError, match=r"a\.yaml: unknown field\(s\) scael"):
-        load_calibration(bad_field)
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("a.yaml", "scale: 4\nscael: 3\n", r"a\.yaml: unknown field\(s\) scael"),
+        ("b.json", '{"scale": -1}', r"b\.json: calibration scale: -1"),
+        ("c.yaml", "offset: 3\n", r"c\.yaml: calibration offset"),
+        ("d.yaml", "scale: [1, 2\n", r"d\.yaml: not valid YAML"),
+        ("e.json", "{scale: 4}", r"e\.json: not valid JSON"),
+        ("f.yaml", "- 1\n- 2\n", r"f\.yaml: expected a mapping"),
+    ],
+)
+def test_file_errors_name_the_file_and_field(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(CalibrationError, match=message):
+        load_calibration(path)
 
-    bad_value = tmp_path / "b.json"
-    bad_value.write_text('{"scale": -1}')
-    with pytest.raises(CalibrationError, match=r"b\.json: calibration scale: -1"):
-        load_calibration(bad_value)
 
-    bad_offset = tmp_path / "c.yaml"
-    bad_offset.write_text("offset: 3\n")
-    with pytest.raises(CalibrationError, match=r"c\.yaml: calibration offset"):
-        load_calibration(bad_offset)
-
-    not_yaml = tmp_path / "d.yaml"
-    not_yaml.write_text("scale: [1, 2\n")
-    with pytest.raises(CalibrationError, match=r"d\.yaml: not valid YAML"):
-        load_calibration(not_yaml)
-
-    not_json = tmp_path / "e.json"
-    not_json.write_text("{scale: 4}")
-    with pytest.raises(CalibrationError, match=r"e\.json: not valid JSON"):
-        load_calibration(not_json)
-
-    a_list = tmp_path / "f.yaml"
-    a_list.write_text("- 1\n- 2\n")
-    with pytest.raises(CalibrationError, match=r"f\.yaml: expected a mapping"):
-        load_calibration(a_list)
-
+def test_missing_and_unknown_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(CalibrationError, match=r"missing\.yaml: calibration file not found"):
         load_calibration(tmp_path / "missing.yaml")
     with pytest.raises(CalibrationError, match=r"unknown calibration file type '\.txt'"):

@@ -124,6 +124,16 @@ def test_gopro_wrong_frame_count(tmp_path: Path) -> None:
         ds[0]
 
 
+def test_without_sharp_never_lists_ground_truth(tmp_path: Path) -> None:
+    # GIVEN ground truth that would fail to read (wrong size, a bad name), WHEN opened without it,
+    # THEN nothing under sharp_data/ is listed or read: how training proves it never sees it.
+    _add(tmp_path, "s", "0", _spikes(137, 8, 8), _image(32, 32), sharp={30: _image(16, 32)})
+    (tmp_path / "sharp_data" / "s" / "0" / "center.png").write_bytes(b"x")
+    dataset = open_dataset(tmp_path, with_sharp=False)
+    assert dataset.layout == "gopro" and dataset.entries[0].sharp_paths == ()
+    assert dict(dataset[0].sharp) == {}
+
+
 def test_sharp_errors(tmp_path: Path) -> None:
     _add(tmp_path, "s", "0", _spikes(137, 8, 8), _image(32, 32), sharp={30: _image(16, 32)})
     with pytest.raises(DatasetError, match=r"030\.png: ground truth is 16x32, the blur 0\.png is 32x32"):

@@ -18,24 +18,21 @@ import pytest
 
 from spikereveal.capture.node import (
     CaptureNodeConfig,
+    CaptureReport,
     bundle_from_capture,
     resolve_policy,
     run_capture,
 )
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.sources import Capture, SourceError, open_source, parse_rate
+from spikereveal.stream.channel import PeerInfo
 from spikereveal.stream.protocol import Bundle, decode, encode
 from spikereveal.stream.spikes import SpikeGeometry, unpack_frames
-from spikereveal.stream.transport import (
-    LatestSubscriber,
-    LosslessReceiver,
-    StopFlag,
-    free_tcp_endpoint,
-)
+from spikereveal.stream.transport import LatestSubscriber, LosslessReceiver, StopFlag, free_tcp_endpoint
+from tests.conftest import WAIT_S
 
 pytestmark = pytest.mark.timeout(60)  # every wait below is bounded far lower; this catches a bug
 
-WAIT_S = 20.0  # generous bound for a process start on a loaded 2-core machine; never a sleep
 SIM = "sim:pan?size=16x24&count={n}"
 
 
@@ -50,6 +47,21 @@ def until_finished(receiver: LosslessReceiver | LatestSubscriber, timeout_s: flo
         elif receiver.producer is not None and receiver.producer.state == "finished":
             return got
     raise AssertionError(f"no 'finished' within {timeout_s} s; got {[m.seq for m in got]}")
+
+
+def run_capture_in_thread(config: CaptureNodeConfig) -> tuple[list, CaptureReport, PeerInfo | None]:
+    """``run_capture(config)`` in a thread, into a lossless receiver on ``config.pub``: every data
+    message until "finished", the node's report, and the producer as the receiver last heard it."""
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(run_capture(config, StopFlag())))
+    with LosslessReceiver(config.pub, heartbeat_s=0.1) as receiver:
+        worker.start()
+        try:
+            got = until_finished(receiver)
+        finally:
+            worker.join(WAIT_S)
+    (report,) = reports
+    return got, report, receiver.producer
 
 
 def exit_code(proc: subprocess.Popen) -> int:
@@ -116,15 +128,7 @@ def test_config_and_policy_checks() -> None:
 def test_run_capture_in_process_reports_what_it_did() -> None:
     endpoint = free_tcp_endpoint()
     config = CaptureNodeConfig(SIM.format(n=3), pub=endpoint, rate="max", node="cap")
-    reports = []
-    worker = threading.Thread(target=lambda: reports.append(run_capture(config, StopFlag())))
-    with LosslessReceiver(endpoint, heartbeat_s=0.1) as receiver:
-        worker.start()
-        try:
-            got = until_finished(receiver)
-        finally:
-            worker.join(WAIT_S)
-    (report,) = reports
+    got, report, producer = run_capture_in_thread(config)
     assert [b.seq for b in got] == [0, 1, 2]
     assert [s for s, _ in got[0].stamps] == ["capture.read", "capture.send"]
     assert got[0].stamps[0][1] <= got[0].stamps[1][1]
@@ -134,20 +138,14 @@ def test_run_capture_in_process_reports_what_it_did() -> None:
         0,
         0,
     )
-    assert receiver.producer.node == "cap" and receiver.producer.status.counters["captures_read"] == 3
+    assert producer.node == "cap" and producer.status.counters["captures_read"] == 3
     assert "3 bundles sent" in report.summary()
 
 
 def test_run_capture_loops_a_set_with_rising_sequence_and_times(sim_dataset: Path) -> None:
     endpoint = free_tcp_endpoint()
     config = CaptureNodeConfig(str(sim_dataset), pub=endpoint, rate="max", loop=True, count=3)
-    worker = threading.Thread(target=run_capture, args=(config, StopFlag()))
-    with LosslessReceiver(endpoint, heartbeat_s=0.1) as receiver:
-        worker.start()
-        try:
-            got = until_finished(receiver)
-        finally:
-            worker.join(WAIT_S)
+    got, _, _ = run_capture_in_thread(config)
     assert [b.seq for b in got] == [0, 1, 2]  # the one-sample set, three times over
     starts = [b.rgb_t_ns for b in got]
     assert starts == sorted(set(starts)) and got[1].spike_t0_ns == round(137 * 1e9 / got[0].spike_rate_hz)

@@ -511,7 +511,7 @@ def test_an_engine_slower_than_real_time_says_so_once(spawn) -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--model", "ldn"], ["needs --weights"]),
+        (["--model", "ldn"], ["error:", "make default-weights"]),  # no --weights, no default built
         (["--pub", "tcp://0.0.0.0:5999"], ["error:", "loopback"]),
         (["--weights", "/nonexistent/w.pth"], ["error:", "w.pth"]),
         (["--times", "0"], ["--times"]),

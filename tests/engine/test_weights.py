@@ -9,14 +9,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from spikereveal.engine.bsn import BSN
 from spikereveal.engine.ldn import LDN
+from spikereveal.engine.sr import EDSR
 from spikereveal.engine.weights import (
     ARCHITECTURE,
+    ARCHITECTURES,
+    DEFAULT_LDN_WEIGHTS,
     FORMAT_NAME,
     WeightsError,
     load_ldn_metadata,
     load_ldn_state,
+    load_net,
+    read_metadata,
+    resolve_weights,
     save_ldn_state,
+    save_net,
     state_digest,
 )
 
@@ -185,3 +193,144 @@ def test_save_refuses_a_non_ldn_state_and_a_missing_folder(tmp_path: Path, state
         save_ldn_state(tmp_path / "x.safetensors", {"a": torch.zeros(1)})
     with pytest.raises(WeightsError, match="does not exist"):
         save_ldn_state(tmp_path / "no" / "x.safetensors", state)
+
+
+# ---- every architecture: save_net / load_net / resolve_weights ----
+
+TRAINING_METADATA = {
+    "data": "runs/sim-vth2",
+    "steps": 1200,
+    "seed": 7,
+    "spike_density": 0.5,
+    "vth": 2,
+    "command": "spikereveal train bsn --data runs/sim-vth2 --out bsn.safetensors",
+    "any key at all": "kept",
+}
+
+
+def _net(architecture: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return ARCHITECTURES[architecture]()
+
+
+def _inputs(architecture: str) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(1)
+    if architecture == "ldn":
+        return torch.rand(1, 3, 32, 32), torch.rand(1, 21, 8, 8)
+    return (torch.rand(1, 1, 8, 8),)
+
+
+def test_architectures_name_the_three_nets() -> None:
+    assert ARCHITECTURES == {"ldn": LDN, "bsn": BSN, "sr": EDSR}
+
+
+@pytest.mark.parametrize("architecture", ["ldn", "bsn", "sr"])
+def test_save_net_round_trip_keeps_weights_metadata_and_function(tmp_path: Path, architecture: str) -> None:
+    net = _net(architecture)
+    path = save_net(tmp_path / f"{architecture}.safetensors", net, architecture, TRAINING_METADATA)
+    loaded, meta = load_net(path, architecture)
+    assert type(loaded) is ARCHITECTURES[architecture]
+    assert not loaded.training
+    _assert_same(loaded.state_dict(), net.state_dict())
+    with torch.no_grad():
+        assert torch.equal(loaded(*_inputs(architecture)), net.eval()(*_inputs(architecture)))
+    for key, value in TRAINING_METADATA.items():
+        assert meta[key] == str(value)
+    assert meta["architecture"] == architecture
+    assert meta["format"] == f"spikereveal-{architecture}"
+    assert meta["parameters"] == str(sum(p.numel() for p in net.parameters()))
+    assert meta["weights_sha256"] == state_digest(net.state_dict())
+    assert read_metadata(path) == meta
+    assert load_net(path)[1]["architecture"] == architecture  # None: whatever the file holds
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_an_ldn_saved_by_save_net_is_what_the_ldn_loaders_read(tmp_path: Path) -> None:
+    net = _net("ldn")
+    path = save_net(tmp_path / "ldn.safetensors", net, "ldn", {"steps": 3})
+    _assert_same(load_ldn_state(path), net.state_dict())
+    assert load_ldn_metadata(path)["steps"] == "3"
+
+
+def test_non_default_sizes_are_rebuilt_from_the_metadata(tmp_path: Path) -> None:
+    for architecture, net in (("bsn", BSN(features=8, dilations=(1, 2))), ("sr", EDSR(features=8, blocks=2))):
+        path = save_net(tmp_path / f"{architecture}.safetensors", net, architecture)
+        loaded, meta = load_net(path, architecture)
+        assert loaded.config() == net.config()
+        assert "net_config" in meta
+        _assert_same(loaded.state_dict(), net.state_dict())
+
+
+def test_the_paper_checkpoint_loads_as_an_ldn_net(tmp_path: Path, state) -> None:
+    torch.save(state, tmp_path / "paper.pth")
+    net, meta = load_net(tmp_path / "paper.pth", "ldn")
+    assert isinstance(net, LDN)
+    assert meta == {"format": "pytorch"}
+    _assert_same(net.state_dict(), state)
+
+
+@pytest.mark.parametrize(("held", "expected"), [("bsn", "ldn"), ("ldn", "sr"), ("sr", "bsn")])
+def test_the_wrong_architecture_names_file_content_and_expectation(
+    tmp_path: Path, held: str, expected: str
+) -> None:
+    path = save_net(tmp_path / "w.safetensors", _net(held), held)
+    with pytest.raises(WeightsError, match=rf"w\.safetensors: holds a {held} network, expected {expected}$"):
+        load_net(path, expected)
+
+
+def test_the_ldn_loader_refuses_another_net_as_before(tmp_path: Path) -> None:
+    path = save_net(tmp_path / "bsn.safetensors", _net("bsn"), "bsn")
+    with pytest.raises(WeightsError, match="architecture 'bsn', expected 'ldn'"):
+        load_ldn_state(path)
+
+
+def test_load_net_errors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = save_net(tmp_path / "sr.safetensors", _net("sr"), "sr")
+    with pytest.raises(WeightsError, match="unknown architecture 'unet', expected one of bsn, ldn, sr"):
+        load_net(path, "unet")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "odd.safetensors"), metadata={"architecture": "gan"})
+    with pytest.raises(WeightsError, match=r"odd\.safetensors: holds an unknown architecture 'gan'"):
+        load_net(tmp_path / "odd.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "bare.safetensors"))
+    with pytest.raises(WeightsError, match=r"bare\.safetensors: not a BSN state_dict \(missing"):
+        load_net(tmp_path / "bare.safetensors", "bsn")
+    meta = {"architecture": "bsn", "net_config": "[1, 2]"}
+    save_file(dict(_net("bsn").state_dict()), str(tmp_path / "cfg.safetensors"), metadata=meta)
+    with pytest.raises(
+        WeightsError, match=r"cfg\.safetensors: metadata net_config '\[1, 2\]' does not build"
+    ):
+        load_net(tmp_path / "cfg.safetensors")
+    with pytest.raises(WeightsError, match="weights file not found"):
+        load_net(tmp_path / "nope.safetensors", "bsn")
+
+
+def test_save_net_errors(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=r"x\.safetensors: cannot save a BSN as architecture 'sr'"):
+        save_net(tmp_path / "x.safetensors", BSN(), "sr")
+    with pytest.raises(WeightsError, match="unknown architecture 'cnn'"):
+        save_net(tmp_path / "x.safetensors", BSN(), "cnn")
+    with pytest.raises(WeightsError, match="metadata keys must be strings, got 3"):
+        save_net(tmp_path / "x.safetensors", BSN(), "bsn", {3: "three"})
+    with pytest.raises(WeightsError, match="does not exist"):
+        save_net(tmp_path / "no" / "x.safetensors", EDSR(), "sr")
+
+
+def test_resolve_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DEFAULT_LDN_WEIGHTS.name == "ldn.safetensors"
+    assert DEFAULT_LDN_WEIGHTS.parent.name == "default_weights"
+    assert (DEFAULT_LDN_WEIGHTS.parent / "README.md").is_file()
+    monkeypatch.setenv("SPIKEREVEAL_DEFAULT_WEIGHTS", str(tmp_path / "ldn.safetensors"))
+    with pytest.raises(
+        WeightsError, match=r"ldn\.safetensors: the project's default LDN weights are not there"
+    ):
+        resolve_weights("default")
+    save_net(tmp_path / "ldn.safetensors", _net("ldn"), "ldn")
+    assert resolve_weights("default") == tmp_path / "ldn.safetensors"
+    assert resolve_weights(str(tmp_path / "ldn.safetensors")) == tmp_path / "ldn.safetensors"
+    assert resolve_weights(tmp_path / "ldn.safetensors") == tmp_path / "ldn.safetensors"
+    with pytest.raises(WeightsError, match=r"gone\.safetensors: weights file not found"):
+        resolve_weights(tmp_path / "gone.safetensors")
+    with pytest.raises(WeightsError, match="empty weights path"):
+        resolve_weights("")

@@ -40,11 +40,11 @@ from spikereveal.stream.transport import (
     make_socket,
 )
 from spikereveal.stream.video import VideoError
+from tests.conftest import WAIT_S, stop_processes
 from tests.media import read_video
 
 pytestmark = pytest.mark.timeout(90)  # every wait below is bounded far lower; this catches a bug
 
-WAIT_S = 20.0  # generous bound for a loaded 2-core machine (a child imports cv2 and zmq); never a sleep
 K, H, W = 3, 16, 24
 CANVAS = (H, 2 * W + 4, 3)  # blur | 4 px gap | sharp
 BLUR_BGR = (255, 0, 0)
@@ -114,14 +114,8 @@ def start_display(tmp_path: Path) -> Iterator[Callable[..., Display]]:
         return Display(proc, log_path)
 
     yield start
-    for proc, out in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+    stop_processes([proc for proc, _ in started], timeout_s=10)
+    for _, out in started:
         out.close()
 
 
@@ -464,12 +458,7 @@ def xvfb() -> Iterator[str]:
             pytest.skip("Xvfb did not start")
         yield f":{number}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_processes([proc], timeout_s=10)
 
 
 def press(display_name: str, *keys: str) -> None:
@@ -588,3 +577,13 @@ def test_q_in_the_window_ends_the_whole_run_under_xvfb(tmp_path: Path, xvfb) -> 
     assert "the user quit the display (q or Esc): stopped the other nodes" in text
     wait_for(lambda: all(_gone(p) for p in pids.values()), "every node ended")
     assert json.loads((tmp_path / "s.json").read_text())["exit"] == "quit"
+
+
+@pytest.mark.parametrize(
+    ("fps", "expected"),
+    [(29.97, 29.97), (729.93, 729.9), (146.0 * 5, 730.0), (7000.26, 7000.0), (70000.4, 70000.0)],
+)
+def test_writable_fps_fits_the_mpeg4_time_base(fps: float, expected: float) -> None:
+    from spikereveal.stream.display import writable_fps
+
+    assert writable_fps(fps) == pytest.approx(expected)

@@ -12,15 +12,10 @@ import msgpack
 import pytest
 import zmq
 
+from spikereveal.stream.lossless import LosslessReceiver, LosslessSender
 from spikereveal.stream.protocol import encode
-from spikereveal.stream.transport import (
-    LosslessReceiver,
-    LosslessSender,
-    StopFlag,
-    attach,
-    free_tcp_endpoint,
-    make_socket,
-)
+from spikereveal.stream.sockets import attach, free_tcp_endpoint, make_socket
+from spikereveal.stream.stopping import StopFlag
 from tests.stream.channel_harness import WAIT_S, Reports, bind_retrying, bundle
 
 pytestmark = pytest.mark.timeout(60)  # every wait below is bounded far lower; this catches a bug

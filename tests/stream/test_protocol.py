@@ -503,3 +503,19 @@ def test_result_carries_the_sensor_rgb_time_and_older_headers_still_decode() -> 
     expect_error(with_header(frames, rgb_t_ns="soon"), "result.rgb_t_ns")
     with pytest.raises(ProtocolError, match="result.rgb_t_ns"):
         dataclasses.replace(make_result(), rgb_t_ns=1.5)
+
+
+def test_result_carries_the_spike_density_and_older_headers_still_decode() -> None:
+    # GIVEN a result with the engine's estimate of its bundle's spike density
+    result = dataclasses.replace(make_result(), spike_density=0.4963)
+    frames = encode(result)
+    # THEN it travels in the header and comes back exactly
+    assert header_of(frames)["spike_density"] == 0.4963
+    assert decode(frames).spike_density == 0.4963  # type: ignore[union-attr]
+    # AND a sender from before the field existed (no key) decodes with 0.0 (unknown)
+    assert decode(with_header(frames, spike_density=_DELETE)).spike_density == 0.0  # type: ignore[union-attr]
+    # AND a wrong value is refused, naming the field
+    expect_error(with_header(frames, spike_density="dense"), "result.spike_density")
+    expect_error(with_header(frames, spike_density=float("nan")), "result.spike_density")
+    with pytest.raises(ProtocolError, match="result.spike_density"):
+        dataclasses.replace(make_result(), spike_density=-0.5)

@@ -18,26 +18,19 @@ def _truth(sim_dataset: Path, t: int) -> np.ndarray:
     return cv2.imread(str(sim_dataset / f"sharp_data/pan/0000/{t:03d}.png"), cv2.IMREAD_COLOR)
 
 
+def _sample_args(sim_dataset: Path, *, blur: Path | None = None, spikes: Path | None = None) -> list:
+    """``--blur --spikes --spike-size`` of the simulated sample (32x48 spikes); ``blur``/``spikes``
+    replace its files."""
+    sample_blur, sample_spikes = _sample_files(sim_dataset)
+    return ["--blur", blur or sample_blur, "--spikes", spikes or sample_spikes, "--spike-size", "32x48"]
+
+
 def test_sdm_writes_k_frames_at_the_paper_times(cli, sim_dataset, tmp_path):
     # GIVEN a simulated blur and its 137-frame spike file (32x48 spikes, 128x192 blur)
-    blur, spikes = _sample_files(sim_dataset)
+    blur, _ = _sample_files(sim_dataset)
     out = tmp_path / "out"
     # WHEN deblurring with the default exposure into 5 frames
-    res = cli(
-        "deblur",
-        "--blur",
-        blur,
-        "--spikes",
-        spikes,
-        "--spike-size",
-        "32x48",
-        "--times",
-        5,
-        "--model",
-        "sdm",
-        "--out",
-        out,
-    )
+    res = cli("deblur", *_sample_args(sim_dataset), "--times", 5, "--model", "sdm", "--out", out)
     # THEN five frames of the blur's size come out at 20, 44, 68, 92, 116, sharper than the blur
     assert res.returncode == 0, res.stderr
     manifest = json.loads((out / "frames.json").read_text())
@@ -51,48 +44,16 @@ def test_sdm_writes_k_frames_at_the_paper_times(cli, sim_dataset, tmp_path):
 
 
 def test_one_time_is_the_middle_of_the_given_exposure(cli, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
-    res = cli(
-        "deblur",
-        "--blur",
-        blur,
-        "--spikes",
-        spikes,
-        "--spike-size",
-        "32x48",
-        "--exposure",
-        "30:90",
-        "--times",
-        1,
-        "--out",
-        tmp_path,
-    )
+    res = cli("deblur", *_sample_args(sim_dataset), "--exposure", "30:90", "--times", 1, "--out", tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "frames.json").read_text())["spike_indices"] == [60]
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_paper_ldn_beats_the_blur_on_each_backend(cli, sim_dataset, tmp_path, paper_weights, backend):
-    blur, spikes = _sample_files(sim_dataset)
-    res = cli(
-        "deblur",
-        "--blur",
-        blur,
-        "--spikes",
-        spikes,
-        "--spike-size",
-        "32x48",
-        "--times",
-        1,
-        "--model",
-        "ldn",
-        "--weights",
-        paper_weights,
-        "--backend",
-        backend,
-        "--out",
-        tmp_path,
-    )
+    blur, _ = _sample_files(sim_dataset)
+    options = ("--times", 1, "--model", "ldn", "--weights", paper_weights, "--backend", backend)
+    res = cli("deblur", *_sample_args(sim_dataset), *options, "--out", tmp_path)
     assert res.returncode == 0, res.stderr
     frame = cv2.imread(str(tmp_path / "frame_000.png"), cv2.IMREAD_COLOR)
     blur_img = cv2.imread(str(blur), cv2.IMREAD_COLOR)
@@ -100,19 +61,19 @@ def test_paper_ldn_beats_the_blur_on_each_backend(cli, sim_dataset, tmp_path, pa
 
 
 def test_wrong_resolution_names_both_sizes(cli, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
+    blur, _ = _sample_files(sim_dataset)
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), cv2.imread(str(blur))[:100])
-    res = cli("deblur", "--blur", small, "--spikes", spikes, "--spike-size", "32x48", "--out", tmp_path / "o")
+    res = cli("deblur", *_sample_args(sim_dataset, blur=small), "--out", tmp_path / "o")
     assert res.returncode == 2
     assert "32x48" in res.stderr and "100x192" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_truncated_spike_file_is_a_clear_error(cli, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
+    _, spikes = _sample_files(sim_dataset)
     cut = tmp_path / "cut.dat"
     cut.write_bytes(spikes.read_bytes()[:-7])
-    res = cli("deblur", "--blur", blur, "--spikes", cut, "--spike-size", "32x48", "--out", tmp_path / "o")
+    res = cli("deblur", *_sample_args(sim_dataset, spikes=cut), "--out", tmp_path / "o")
     assert res.returncode == 2
     assert "cut.dat" in res.stderr and "whole number" in res.stderr and "Traceback" not in res.stderr
 
@@ -120,7 +81,7 @@ def test_truncated_spike_file_is_a_clear_error(cli, sim_dataset, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--model", "ldn"], "needs --weights"),
+        (["--model", "ldn"], "make default-weights"),  # no --weights and no default weights built
         (["--exposure", "2:130"], "frames -2..6"),  # the 9-frame window around 2 leaves the stream
         (["--exposure", "20:200"], "outside the 137 frames"),
         (["--exposure", "9-3"], "A:B"),
@@ -128,26 +89,13 @@ def test_truncated_spike_file_is_a_clear_error(cli, sim_dataset, tmp_path):
     ],
 )
 def test_bad_options_are_named(cli, sim_dataset, tmp_path, extra, needle):
-    blur, spikes = _sample_files(sim_dataset)
-    args = ["deblur", "--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--out", tmp_path / "o"]
-    res = cli(*args, *extra)
+    res = cli("deblur", *_sample_args(sim_dataset), "--out", tmp_path / "o", *extra)
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and "Traceback" not in res.stderr
 
 
 def test_missing_blur_file_is_named(cli, sim_dataset, tmp_path):
-    _, spikes = _sample_files(sim_dataset)
-    res = cli(
-        "deblur",
-        "--blur",
-        tmp_path / "nope.png",
-        "--spikes",
-        spikes,
-        "--spike-size",
-        "32x48",
-        "--out",
-        tmp_path / "o",
-    )
+    res = cli("deblur", *_sample_args(sim_dataset, blur=tmp_path / "nope.png"), "--out", tmp_path / "o")
     assert res.returncode == 2 and "nope.png" in res.stderr
 
 
@@ -251,10 +199,9 @@ def test_ldn_size_error_names_the_rgb_size_and_the_way_out(capsys, tmp_path):
 
 def test_spike_offset_frames_shifts_the_exposure_and_is_recorded(capsys, sim_dataset, tmp_path):
     # GIVEN a calibration that puts the RGB exposure 3 spike frames later, with an unquoted id "off"
-    blur, spikes = _sample_files(sim_dataset)
     calib = tmp_path / "rig.yaml"
     calib.write_text("id: off\nspike_offset_frames: 3\n")
-    args = ["--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--times", 3]
+    args = [*_sample_args(sim_dataset), "--times", 3]
     # WHEN deblurring with it, and without it at the exposure shifted by hand
     code, err = _deblur(capsys, *args, "--calibration", calib, "--out", tmp_path / "cal")
     assert code == 0, err
@@ -279,25 +226,17 @@ def test_spike_offset_frames_shifts_the_exposure_and_is_recorded(capsys, sim_dat
 
 
 def test_spike_offset_past_the_stream_names_the_calibration(capsys, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
     calib = tmp_path / "late.yaml"
     calib.write_text("spike_offset_frames: 30\n")
-    code, err = _deblur(
-        capsys, "--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--calibration", calib,
-        "--out", tmp_path / "o",
-    )  # fmt: skip
+    code, err = _deblur(capsys, *_sample_args(sim_dataset), "--calibration", calib, "--out", tmp_path / "o")
     assert code == 2 and "Traceback" not in err
     assert "spike_offset_frames 30" in err and "late.yaml" in err and "50:146" in err and "137 frames" in err
 
 
 def test_spatial_offset_is_refused_not_ignored(capsys, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
     calib = tmp_path / "shifted.json"
     calib.write_text('{"id": "rig", "offset": [1.5, -2]}')
-    code, err = _deblur(
-        capsys, "--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--calibration", calib,
-        "--out", tmp_path / "o",
-    )  # fmt: skip
+    code, err = _deblur(capsys, *_sample_args(sim_dataset), "--calibration", calib, "--out", tmp_path / "o")
     assert code == 2 and "Traceback" not in err
     assert "shifted.json" in err and "offset [1.5, -2.0]" in err and "'rig'" in err
     assert not (tmp_path / "o").exists()
@@ -306,9 +245,8 @@ def test_spatial_offset_is_refused_not_ignored(capsys, sim_dataset, tmp_path):
 def test_out_with_an_earlier_run_needs_overwrite_and_then_holds_only_the_new_run(
     capsys, sim_dataset, tmp_path
 ):
-    blur, spikes = _sample_files(sim_dataset)
     out = tmp_path / "o"
-    args = ["--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--out", out]
+    args = [*_sample_args(sim_dataset), "--out", out]
     # GIVEN a folder with a 5-frame run and a file of the user's
     assert _deblur(capsys, *args, "--times", 5)[0] == 0
     (out / "notes.txt").write_text("mine")
@@ -329,11 +267,10 @@ def test_out_with_an_earlier_run_needs_overwrite_and_then_holds_only_the_new_run
 
 
 def test_overwrite_never_deletes_frames_it_did_not_write(capsys, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
     out = tmp_path / "o"
     out.mkdir()
     (out / "frame_007.png").write_bytes(b"someone else's")
-    args = ["--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--out", out]
+    args = [*_sample_args(sim_dataset), "--out", out]
     code, err = _deblur(capsys, *args)
     assert code == 2 and "--overwrite" in err
     code, err = _deblur(capsys, *args, "--overwrite")
@@ -343,11 +280,8 @@ def test_overwrite_never_deletes_frames_it_did_not_write(capsys, sim_dataset, tm
 
 
 def test_out_that_is_a_file_is_named(capsys, sim_dataset, tmp_path):
-    blur, spikes = _sample_files(sim_dataset)
     (tmp_path / "o").write_text("x")
-    code, err = _deblur(
-        capsys, "--blur", blur, "--spikes", spikes, "--spike-size", "32x48", "--out", tmp_path / "o"
-    )
+    code, err = _deblur(capsys, *_sample_args(sim_dataset), "--out", tmp_path / "o")
     assert code == 2 and "is a file" in err and "Traceback" not in err
 
 
@@ -365,3 +299,50 @@ def test_write_sequence_replaces_the_previous_run(tmp_path):
         "frames.json",
         "other.png",
     ]
+
+
+@pytest.mark.parametrize("norm_off", [False, True])
+def test_frames_json_reports_the_spike_density(capsys, sim_dataset, tmp_path, norm_off):
+    torch = pytest.importorskip("torch")
+    from spikereveal.engine.ldn import LDN
+    from spikereveal.engine.weights import save_ldn_state
+
+    # GIVEN LDN weights recorded as trained at density 0.5, and a Vth-1 sample (density ~0.99)
+    torch.manual_seed(0)
+    weights = save_ldn_state(tmp_path / "w.safetensors", LDN().state_dict(), {"spike_density": "0.5"})
+    blur, spikes = _sample_files(sim_dataset)
+    out = tmp_path / "out"
+    extra = ["--no-density-norm"] if norm_off else []
+    # WHEN deblurring with the LDN
+    code, err = _deblur(
+        capsys,
+        "--blur",
+        blur,
+        "--spikes",
+        spikes,
+        "--model",
+        "ldn",
+        "--weights",
+        weights,
+        "--out",
+        out,
+        *extra,
+    )
+    assert code == 0, err
+    # THEN frames.json says what was estimated, what the weights want, and the scale applied
+    density = json.loads((out / "frames.json").read_text())["spike_density"]
+    assert density["estimated"] == pytest.approx(0.9925, rel=0.05)
+    assert density["trained"] == 0.5
+    assert density["enabled"] is not norm_off
+    assert density["scale"] == (1.0 if norm_off else pytest.approx(0.5 / density["estimated"], rel=1e-4))
+
+
+def test_frames_json_of_sdm_reports_the_estimate_only(capsys, sim_dataset, tmp_path):
+    blur, spikes = _sample_files(sim_dataset)
+    code, err = _deblur(
+        capsys, "--blur", blur, "--spikes", spikes, "--model", "sdm", "--out", tmp_path / "out"
+    )
+    assert code == 0, err
+    density = json.loads((tmp_path / "out/frames.json").read_text())["spike_density"]
+    assert density["estimated"] == pytest.approx(0.9925, rel=0.05)
+    assert density["trained"] is None and density["scale"] == 1.0 and density["enabled"] is False

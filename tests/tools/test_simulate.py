@@ -136,3 +136,60 @@ def test_dataset_argument_errors_are_user_errors(tmp_path: Path) -> None:
         simulate_dataset([], TINY, tmp_path, samples=0)
     with pytest.raises(SpikeRevealError, match=r"scene name '\.\.'"):
         simulate_dataset([], TINY, tmp_path, samples=1, scene="..")
+
+
+def test_append_adds_scenes_and_merges_meta(tmp_path: Path) -> None:
+    # GIVEN a dataset of one scene at Vth 1
+    out = tmp_path / "set"
+    simulate_dataset(_pan(137), TINY, out, samples=1, scene="a", source="one", progress=False)
+    # WHEN a scene at Vth 4 (other seed, other ground-truth times) is appended
+    vth4 = SimulationConfig(spike_size=(8, 12), vth=4.0, seed=7, sharp_times=(68,))
+    simulate_dataset(_pan(274), vth4, out, samples=2, scene="b", source="two", append=True, progress=False)
+    # THEN both scenes read as one set, each with its own settings in meta.json
+    ds = open_dataset(out)
+    assert [s.name for s in ds] == ["a/0000", "b/0000", "b/0001"]
+    assert ds[1].spikes.mean() < ds[0].spikes.mean() / 2
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["vth"] == [1.0, 4.0] and meta["seed"] == [3, 7] and meta["spike_size"] == [8, 12]
+    assert meta["source"] == "2 sources (see scenes)"
+    assert meta["sharp_times"] == [[20, 44, 68, 92, 116], [68]]
+    assert meta["scenes"]["a"] == {
+        "samples": 1,
+        "vth": 1.0,
+        "increment_per_frame": TINY.increment_per_frame,
+        "noise_prob": 0.0,
+        "seed": 3,
+        "sharp_times": [20, 44, 68, 92, 116],
+        "source": "one",
+    }
+    assert meta["scenes"]["b"]["vth"] == 4.0 and meta["scenes"]["b"]["samples"] == 2
+    # One value where every scene agrees
+    assert meta["noise_prob"] == 0.0
+
+
+def test_append_starts_a_dataset_and_refuses_what_does_not_fit(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    simulate_dataset(_pan(137), TINY, out, samples=1, scene="a", append=True, progress=False)
+    assert json.loads((out / "meta.json").read_text())["vth"] == 1.0
+    before = (out / "meta.json").read_text()
+    with pytest.raises(DatasetError, match="already holds scene 'a'; pick another --scene"):
+        simulate_dataset(_pan(137), TINY, out, samples=1, scene="a", append=True, progress=False)
+    other = SimulationConfig(spike_size=(8, 16))
+    frames = list(scenes.pan_scene(137, other.blur_size, texture="procedural"))
+    with pytest.raises(DatasetError, match=r"spike_size is \[8, 12\] there but \[8, 16\] in this run"):
+        simulate_dataset(frames, other, out, samples=1, scene="c", append=True, progress=False)
+    with pytest.raises(DatasetError, match="choose one"):
+        simulate_dataset(_pan(137), TINY, out, samples=1, scene="d", append=True, overwrite=True)
+    assert (out / "meta.json").read_text() == before  # refused before anything was written
+    assert not (out / "spike_data" / "c").exists()
+
+
+def test_merge_meta_of_a_dataset_without_scene_records(tmp_path: Path) -> None:
+    from spikereveal.tools.simulate import build_meta, merge_meta
+
+    old = build_meta(TINY, "a", "one", 2)
+    old["scenes"] = {"a": {"samples": 2}}  # as datasets written before scenes kept settings
+    new = build_meta(SimulationConfig(spike_size=(8, 12), vth=2.0), "b", "two", 1)
+    merged = merge_meta(old, new, tmp_path / "meta.json")
+    assert merged["scenes"]["a"]["vth"] == 1.0 and merged["scenes"]["a"]["seed"] == 3
+    assert merged["vth"] == [1.0, 2.0]

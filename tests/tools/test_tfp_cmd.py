@@ -132,6 +132,23 @@ def _error_line(returncode: int, stderr: str) -> str:
             "480 bytes is not a whole number of 8x56 frames (56 bytes each)",
         ),
         (["--center", "15", "--out", "{tmp}/t.npy"], "unknown frame size"),
+        # windows and geometry that do not fit the tiny clip (30 frames of 8x16)
+        (
+            ["--spike-size", "8x16", "--center", "5", "--window", "-3", "--out", "{tmp}/t.npy"],
+            "positive odd number",
+        ),
+        (
+            ["--spike-size", "8x16", "--center", "-1", "--window", "1", "--out", "{tmp}/t.npy"],
+            "spike frames -1..-1",
+        ),
+        (
+            ["--spike-size", "8x16", "--center", "29", "--window", "3", "--out", "{tmp}/t.npy"],
+            "outside the spike stream of 30 frames",
+        ),
+        (
+            ["--spike-size", "8x16", "--center", "5", "--row-tag-bits", "-1", "--out", "{tmp}/t.npy"],
+            "row_tag_bits must be >= 0",
+        ),
     ],
 )
 def test_bad_inputs_exit_2_with_one_error_line(
@@ -152,27 +169,6 @@ def test_missing_spike_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "tfp", "--spikes", tmp_path / "nope.dat", "--center", "1", "--out", tmp_path / "t.npy"
     )
     assert "nope.dat" in _error_line(returncode, capsys.readouterr().err)
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--center", "5", "--window", "-3"], "positive odd number"),
-        (["--center", "-1", "--window", "1"], "spike frames -1..-1"),
-        (["--center", "29", "--window", "3"], "outside the spike stream of 30 frames"),
-        (["--center", "5", "--row-tag-bits", "-1"], "row_tag_bits must be >= 0"),
-    ],
-)
-def test_window_and_geometry_errors_of_a_tiny_clip(
-    clip: tuple[Path, np.ndarray],
-    tmp_path: Path,
-    args: list[str],
-    expected: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    path, _ = clip
-    returncode = run_main("tfp", "--spikes", path, "--spike-size", "8x16", *args, "--out", tmp_path / "t.npy")
-    assert expected in _error_line(returncode, capsys.readouterr().err)
 
 
 def test_empty_clip_and_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
