@@ -161,10 +161,13 @@ def make_deblurrer(
     *,
     weights: str | Path | None = None,
     backend: str = "torch",
+    device: str | None = None,
     threads: int | None = None,
     density_norm: bool = True,
 ) -> Deblurrer:
     """Build the deblurrer named ``model`` ("sdm" or "ldn", which runs ``weights``: default the default).
+
+    ``backend``: a backend name or "auto", on ``device`` (see engine.backends.create_backend).
 
     ``density_norm``: normalize the LDN's spike input to the density its weights were trained at
     (their metadata's ``spike_density``; the paper's .pth, which has none, was trained at Vth 1).
@@ -179,7 +182,7 @@ def make_deblurrer(
 
     trained = trained_density(load_ldn_metadata(weights), source=str(weights))
     return LDNDeblurrer(
-        create_backend(backend, load_ldn_state(weights), threads=threads),
+        create_backend(backend, load_ldn_state(weights), threads=threads, device=device),
         trained_density=trained,
         density_norm=density_norm,
     )

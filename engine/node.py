@@ -34,7 +34,7 @@ import numpy as np
 import zmq
 
 from spikereveal.calibration.model import Calibration, CalibrationError
-from spikereveal.engine.backends import BACKENDS
+from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES, resolve_backend
 from spikereveal.engine.deblur import (
     DEFAULT_WEIGHTS,
     MODELS,
@@ -173,7 +173,16 @@ class EngineNodeConfig:
     model: str | None = setting(
         None, help="Default: ldn (on the default weights unless --weights is given).", choices=MODELS
     )
-    backend: str = setting("torch", help="Where the LDN runs.", choices=tuple(BACKENDS))
+    backend: str = setting(
+        "auto",
+        help="Where the LDN runs: auto (TensorRT on a GPU, else torch on CUDA, else torch on the CPU) or one backend.",
+        choices=BACKEND_CHOICES,
+    )
+    device: str = setting(
+        "auto",
+        help="auto (the GPU where the backend can use one), cpu or cuda; an absent GPU is an error unless auto.",
+        choices=DEVICES,
+    )
     weights: Path | None = setting(
         None, help="LDN weights: a paper .pth, a .safetensors or 'default' (the project's own; the default)."
     )
@@ -226,11 +235,20 @@ class EngineNodeConfig:
 
     @property
     def model_label(self) -> str:
-        """What results say made them: ``sdm``, ``ldn/<backend>/<weights file name>`` or ``.../default``."""
+        """What results say made them: ``sdm``, ``ldn/<backend>/<weights file name>`` or ``.../default``.
+
+        ``<backend>`` is the one that runs: "auto" resolved here as the backend factory resolves it.
+        """
+        if self.model_name == "sdm":
+            return "sdm"
+        return self.label_for(resolve_backend(self.backend, self.device)[0])
+
+    def label_for(self, backend: str) -> str:
+        """:attr:`model_label` with the backend that was actually made (``Backend.name``)."""
         if self.model_name == "sdm":
             return "sdm"
         name = DEFAULT_WEIGHTS if is_default_weights(self.weights) else Path(str(self.weights)).name
-        return f"ldn/{self.backend}/{name}"[:200]
+        return f"ldn/{backend}/{name}"[:200]
 
 
 @dataclass(frozen=True)
@@ -267,6 +285,7 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
         model,
         weights=config.weights,
         backend=config.backend,
+        device=config.device,
         threads=threads,
         density_norm=config.density_norm,
     )
@@ -278,7 +297,7 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
         log.info(
             "%s: model ldn on %s, %d threads, weights %s",
             config.node,
-            config.backend,
+            _backend_name(deblurrer) or config.backend,
             threads,
             ldn_weights(config.weights),
         )
@@ -287,6 +306,11 @@ def build_deblurrer(config: EngineNodeConfig, stop: StopFlag | None = None) -> D
             deblurrer, config.min_period_ms / 1000, stop if stop is not None else StopFlag()
         )
     return deblurrer
+
+
+def _backend_name(deblurrer: Deblurrer) -> str | None:
+    """The name of the backend a deblurrer runs on (the LDN's; None for SDM or a wrapper)."""
+    return getattr(getattr(deblurrer, "backend", None), "name", None)
 
 
 class EngineNode:
@@ -307,7 +331,11 @@ class EngineNode:
     ) -> None:
         self.config, self.stop, self.ctx = config, stop, ctx
         self.deblurrer = deblurrer or build_deblurrer(config, stop)
-        self.label = config.model_label if self.deblurrer.name == config.model_name else self.deblurrer.name
+        backend = _backend_name(self.deblurrer)
+        if self.deblurrer.name != config.model_name:
+            self.label = self.deblurrer.name
+        else:
+            self.label = config.label_for(backend) if backend else config.model_label
         self.failures = RateLimitedLog(config.node, log)
         self.waiting = WaitNotice(config.node)
         self.bundles_in = self.results_out = self.errors = 0

@@ -2,7 +2,14 @@
 
 The graph takes ``blur`` (N,3,H,W) float32 BGR 0..1 and ``spikes`` (N,21,H/4,W/4) float32 and gives
 ``sharp`` (N,3,H,W) float32; batch, height and width are dynamic by default, so one file serves every
-frame size. torch 2.13's default exporter is the torch.export one, which needs ``onnxscript`` (not a
+frame size.
+
+``precision="fp16"`` exports the whole graph in half precision, inputs and output included: TensorRT
+10 and 11 build *strongly typed* networks, which take every tensor's type from the ONNX model and
+never choose a precision themselves (``BuilderFlag.FP16`` is gone in 11), so half precision has to
+live in the model. fp16 inputs rather than fp32 inputs with Cast nodes, because the GPU kernels write
+the windows as fp16 straight into the engine's input buffer (half the bytes, no extra cast layers on
+full-size tensors); spikes are 0/1 (exact in fp16) and the blur's 8-bit values lose < 2^-11 relative. torch 2.13's default exporter is the torch.export one, which needs ``onnxscript`` (not a
 dependency of this project); the TorchScript exporter (``dynamo=False``) still exports this plain
 convolutional network exactly, so it is used with its deprecation warning silenced here.
 """
@@ -26,14 +33,20 @@ DEFAULT_OPSET = 17
 EXPORT_VERSION = "1"
 # Example input size used to trace a dynamic export (any multiple of 4 works).
 _TRACE_SIZE = (64, 96)
+#: Export precisions: the torch dtype of the whole graph (weights, inputs, output).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-def _dynamic_axes() -> dict[str, dict[int, str]]:
-    return {
-        "blur": {0: "batch", 2: "height", 3: "width"},
-        "spikes": {0: "batch", 2: "spike_height", 3: "spike_width"},
-        OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-    }
+def _dynamic_axes(batch: bool = True, size: bool = True) -> dict[str, dict[int, str]]:
+    """The axes left dynamic: the batch axis if ``batch``, height and width if ``size``."""
+    axes: dict[str, dict[int, str]] = {}
+    for name, h, w in (
+        ("blur", "height", "width"),
+        ("spikes", "spike_height", "spike_width"),
+        (OUTPUT_NAME, "height", "width"),
+    ):
+        axes[name] = {**({0: "batch"} if batch else {}), **({2: h, 3: w} if size else {})}
+    return axes
 
 
 def export_ldn_onnx(
@@ -42,15 +55,19 @@ def export_ldn_onnx(
     *,
     height: int | None = None,
     width: int | None = None,
+    batch: int | None = None,
     dynamic: bool = True,
     opset: int = DEFAULT_OPSET,
+    precision: str = "fp32",
 ) -> Path:
     """Write the LDN with ``state_dict`` as an ONNX model at ``path`` and check it; returns the path.
 
     height, width: blur size in pixels (multiples of 4) of the traced example; required when
-    ``dynamic`` is False (the graph is then fixed to N=1 and that size), optional otherwise.
-    The model's metadata records the weights' digest and the export version. The file is written
-    beside ``path`` and renamed into place.
+    ``dynamic`` is False (the graph is then fixed to that size), optional otherwise.
+    batch: fixes the batch axis N to this K (default: dynamic, or 1 in a static export).
+    precision: "fp32" or "fp16" (the whole graph, inputs and output too: see the module doc).
+    The model's metadata records the weights' digest, the precision and the export version. The
+    file is written beside ``path`` and renamed into place.
     """
     import onnx
 
@@ -61,14 +78,21 @@ def export_ldn_onnx(
         if not dynamic:
             raise ValueError("a static export (dynamic=False) needs height and width")
         height, width = _TRACE_SIZE
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch {batch} is not >= 1")
     if height <= 0 or width <= 0 or height % SPIKE_SCALE or width % SPIKE_SCALE:
         raise ValueError(f"blur size {height}x{width} is not a positive multiple of {SPIKE_SCALE} per side")
 
+    dtype = PRECISIONS[precision]
     model = LDN().eval()
     model.load_state_dict(checked, strict=True)
+    model = model.to(dtype)  # fp16: every weight, and so every op the tracer records, in half
+    n = batch or 1
     example = (
-        torch.zeros(1, 3, height, width),
-        torch.zeros(1, SPIKE_WINDOW, height // SPIKE_SCALE, width // SPIKE_SCALE),
+        torch.zeros(n, 3, height, width, dtype=dtype),
+        torch.zeros(n, SPIKE_WINDOW, height // SPIKE_SCALE, width // SPIKE_SCALE, dtype=dtype),
     )
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -86,7 +110,7 @@ def export_ldn_onnx(
                     opset_version=opset,
                     input_names=list(INPUT_NAMES),
                     output_names=[OUTPUT_NAME],
-                    dynamic_axes=_dynamic_axes() if dynamic else None,
+                    dynamic_axes=_dynamic_axes(batch=batch is None, size=True) if dynamic else None,
                     do_constant_folding=True,
                 )
         proto = onnx.load(str(tmp))
@@ -96,6 +120,7 @@ def export_ldn_onnx(
             "architecture": "ldn",
             "weights_sha256": state_digest(checked),
             "export_version": EXPORT_VERSION,
+            "precision": precision,
             "input_order": "BGR",
         }
         for key, value in meta.items():

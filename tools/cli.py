@@ -61,6 +61,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "spikereveal.tools.train_cmd:train_group",
         "Train the BSN, SR and LDN on recordings, self-supervised.",
     ),
+    "selftest": (
+        "spikereveal.tools.selftest_cmd:selftest_command",
+        "Check the kernels (CPU shim or GPU), backends and GPU timings; print a table.",
+    ),
+    "export": (
+        "spikereveal.tools.export_cmd:export_group",
+        "Export the LDN: ONNX (fp32/fp16), or a TensorRT engine built on this GPU.",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from spikereveal.capture.images import read_bgr, write_image
+from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES
 from spikereveal.stream.errors import SpikeRevealError
 from spikereveal.tools.cli_types import EXPOSURE, SIZE
 
@@ -150,7 +151,20 @@ def _fmt_exposure(exposure: tuple[int, int]) -> str:
     default=None,
     help="LDN weights: paper .pth, a .safetensors, or 'default' (the project's own, the default).",
 )
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKEND_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Where the LDN runs: auto (TensorRT on a GPU, else torch on CUDA, else torch on the CPU) or one backend.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="auto (the GPU where the backend can use one), cpu or cuda; an absent GPU is an error unless auto.",
+)
 @click.option(
     "--calibration",
     type=click.Path(path_type=Path),
@@ -174,6 +188,7 @@ def deblur_command(
     model: str | None,
     weights: Path | None,
     backend: str,
+    device: str,
     calibration: Path | None,
     no_flip: bool,
     out_dir: Path,
@@ -274,7 +289,9 @@ def deblur_command(
     except ExposureError as exc:
         raise ExposureError(f"{where}{exc} (with --times {count})") from None
     try:
-        deblurrer = make_deblurrer(model, weights=weights, backend=backend, density_norm=not no_density_norm)
+        deblurrer = make_deblurrer(
+            model, weights=weights, backend=backend, device=device, density_norm=not no_density_norm
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     spikes = dat.read(0, num_frames)
@@ -284,7 +301,8 @@ def deblur_command(
         deblurrer.close()
     info = {
         "model": model,
-        "backend": backend if model == "ldn" else None,
+        # The backend that ran ("auto" resolved), as results of the engine node name it.
+        "backend": getattr(getattr(deblurrer, "backend", None), "name", None),
         "weights": str(weights) if weights else None,
         "blur": str(blur_path),
         "spikes": str(spikes_path),

@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 NETS = ("bsn", "sr", "ldn")
 TEACHERS = ("sdm", "cascade")
 DEFAULT_LR = {"ldn": 1e-3, "bsn": 3e-4, "sr": 2e-4}
+#: Fine-tuning (``--init``) starts from weights that already work: a lower peak rate keeps the first
+#: steps on a user's few recordings from undoing them (the peak is this fraction of DEFAULT_LR).
+FINETUNE_LR_FACTOR = 0.3
 #: Output times per blur the LDN is taught at (the paper's K = 5, spread over the exposure).
 TEACHER_TIMES = 5
 #: Weight of the re-blur term 100 * MSE(blur, mean of the LDN outputs) (the paper's).
@@ -146,7 +149,10 @@ class TrainConfig:
     resume: Path | None = setting(None, help="Continue from this checkpoint (.safetensors or .json).")
     checkpoint_every: int = setting(200, help="Write a checkpoint every N steps.", min=1)
     lr: float | None = setting(
-        None, help="Peak learning rate (default: LDN 1e-3, BSN 3e-4, SR 2e-4).", min=0, min_open=True
+        None,
+        help="Peak learning rate (default: LDN 1e-3, BSN 3e-4, SR 2e-4; 0.3x that with --init).",
+        min=0,
+        min_open=True,
     )
     teacher: str = setting("sdm", help="LDN teacher: raw SDM or the BSN+SR cascade.", choices=TEACHERS)
     bsn: Path | None = setting(None, help="BSN weights for --teacher cascade.")
@@ -875,6 +881,8 @@ def train(
         model.load_state_dict(loaded.state_dict(), strict=True)
     model = model.to(device).train()
     base_lr = config.lr if config.lr is not None else DEFAULT_LR[net]
+    if config.lr is None and config.init is not None:
+        base_lr *= FINETUNE_LR_FACTOR
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr)
 
     probe_rng = np.random.default_rng([config.seed, 1])

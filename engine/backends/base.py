@@ -21,6 +21,28 @@ class BackendError(SpikeRevealError):
     """A backend that cannot be made (unknown name or option, missing device) or bad inputs to it."""
 
 
+def check_shapes(blur_shape: tuple[int, ...], spikes_shape: tuple[int, ...]) -> None:
+    """Raise BackendError unless blur is (N,3,H,W) with H, W multiples of 4 and spikes (N,21,H/4,W/4).
+
+    Shared by the NumPy inputs of ``run`` and the device tensors of the GPU backends, so that both
+    get the same messages.
+    """
+    blur_shape, spikes_shape = tuple(blur_shape), tuple(spikes_shape)
+    if len(blur_shape) != 4 or blur_shape[1] != 3:
+        raise BackendError(f"blur: shape {blur_shape} is not (N, 3, H, W)")
+    n, _, h, w = blur_shape
+    if n == 0 or h == 0 or w == 0 or h % SPIKE_SCALE or w % SPIKE_SCALE:
+        raise BackendError(
+            f"blur: shape {blur_shape}: need N >= 1 and H, W positive multiples of {SPIKE_SCALE}"
+        )
+    expected = (n, SPIKE_WINDOW, h // SPIKE_SCALE, w // SPIKE_SCALE)
+    if spikes_shape != expected:
+        raise BackendError(
+            f"spikes: shape {spikes_shape} does not fit blur {blur_shape}; expected {expected} "
+            f"({SPIKE_WINDOW} frames at exactly 1/{SPIKE_SCALE} of the blur size per side)"
+        )
+
+
 def check_inputs(blur: np.ndarray, spikes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate LDN inputs and return them as C-contiguous float32 arrays.
 
@@ -29,22 +51,10 @@ def check_inputs(blur: np.ndarray, spikes: np.ndarray) -> tuple[np.ndarray, np.n
     """
     blur = np.asarray(blur)
     spikes = np.asarray(spikes)
-    if blur.ndim != 4 or blur.shape[1] != 3:
-        raise BackendError(f"blur: shape {blur.shape} is not (N, 3, H, W)")
-    if not np.issubdtype(blur.dtype, np.floating):
+    if blur.ndim == 4 and blur.shape[1] == 3 and not np.issubdtype(blur.dtype, np.floating):
         # uint8 images would silently be 255x too bright: the network expects 0..1.
         raise BackendError(f"blur: dtype {blur.dtype} is not floating point (expected float32 in 0..1)")
-    n, _, h, w = blur.shape
-    if n == 0 or h == 0 or w == 0 or h % SPIKE_SCALE or w % SPIKE_SCALE:
-        raise BackendError(
-            f"blur: shape {blur.shape}: need N >= 1 and H, W positive multiples of {SPIKE_SCALE}"
-        )
-    expected = (n, SPIKE_WINDOW, h // SPIKE_SCALE, w // SPIKE_SCALE)
-    if spikes.shape != expected:
-        raise BackendError(
-            f"spikes: shape {spikes.shape} does not fit blur {blur.shape}; expected {expected} "
-            f"({SPIKE_WINDOW} frames at exactly 1/{SPIKE_SCALE} of the blur size per side)"
-        )
+    check_shapes(blur.shape, spikes.shape)
     if not (np.issubdtype(spikes.dtype, np.number) or spikes.dtype == np.bool_):
         raise BackendError(f"spikes: dtype {spikes.dtype} is not numeric")
     return (

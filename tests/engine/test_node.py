@@ -185,6 +185,32 @@ def test_process_bundle_refuses_what_it_cannot_deblur() -> None:
         process_bundle(make_bundle(0), SDMDeblurrer(), 0)
 
 
+def test_backend_auto_is_the_default_and_labels_say_what_runs(tmp_path: Path, tiny_ldn_weights: Path) -> None:
+    from spikereveal.engine.backends import BackendError, resolve_backend
+    from spikereveal.engine.node import build_deblurrer
+
+    config = EngineNodeConfig(weights=tiny_ldn_weights)
+    assert (config.backend, config.device) == ("auto", "auto")
+    chosen = resolve_backend("auto")[0]  # torch on this CPU-only machine
+    assert config.model_label == f"ldn/{chosen}/{tiny_ldn_weights.name}"
+    assert (
+        EngineNodeConfig(weights=tmp_path / "w.pth", backend="onnxruntime").model_label
+        == "ldn/onnxruntime/w.pth"
+    )
+    deblurrer = build_deblurrer(EngineNodeConfig(weights=tiny_ldn_weights, threads=1))
+    try:
+        assert deblurrer.backend.name == chosen
+    finally:
+        deblurrer.close()
+    with pytest.raises(ValueError, match="backend: got 'tpu'"):
+        EngineNodeConfig(backend="tpu")
+    import torch
+
+    if not torch.cuda.is_available():  # an explicit device that is not there: refused, no fallback
+        with pytest.raises(BackendError, match="device 'cuda' asked for"):
+            build_deblurrer(EngineNodeConfig(weights=tiny_ldn_weights, device="cuda"))
+
+
 def test_config_checks_and_model_choice(tmp_path: Path) -> None:
     assert EngineNodeConfig().model_name == "sdm" and EngineNodeConfig().model_label == "sdm"
     with_weights = EngineNodeConfig(weights=tmp_path / "w.pth")

@@ -346,3 +346,31 @@ def test_frames_json_of_sdm_reports_the_estimate_only(capsys, sim_dataset, tmp_p
     density = json.loads((tmp_path / "out/frames.json").read_text())["spike_density"]
     assert density["estimated"] == pytest.approx(0.9925, rel=0.05)
     assert density["trained"] is None and density["scale"] == 1.0 and density["enabled"] is False
+
+
+def test_backend_auto_is_the_default_and_frames_json_names_what_ran(
+    cli, sim_dataset, tmp_path, default_weights
+):
+    # GIVEN the default weights and no --backend; WHEN deblurring with the ldn (-v: INFO lines)
+    res = cli("-v", "deblur", *_sample_args(sim_dataset), "--times", 1, "--model", "ldn", "--out", tmp_path)
+    # THEN auto chose a backend, said why, and frames.json names the one that ran, not "auto"
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "frames.json").read_text())
+    from spikereveal.engine.backends import resolve_backend
+
+    expected = resolve_backend("auto")[0]  # torch here (no GPU); tensorrt or torch on a GPU machine
+    assert manifest["backend"] == expected
+    auto_lines = [line for line in res.stderr.splitlines() if "backend auto:" in line]
+    assert len(auto_lines) == 1 and f"backend auto: {expected} on " in auto_lines[0]
+
+
+def test_device_cuda_without_a_gpu_is_one_line(cli, sim_dataset, tmp_path, default_weights):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    options = ("--times", 1, "--model", "ldn", "--device", "cuda")
+    res = cli("deblur", *_sample_args(sim_dataset), *options, "--out", tmp_path / "o")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "device 'cuda' asked for, but torch sees no CUDA device here" in res.stderr
+    assert not (tmp_path / "o" / "frames.json").exists()

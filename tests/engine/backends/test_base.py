@@ -22,7 +22,7 @@ def test_registry_names_the_cpu_backends() -> None:
 
 def test_unknown_backend_lists_the_choices(state) -> None:
     with pytest.raises(
-        BackendError, match=r"unknown backend 'tensorflow'; choose one of: onnxruntime, torch"
+        BackendError, match=r"unknown backend 'tensorflow'; choose one of: auto, onnxruntime, tensorrt, torch"
     ):
         create_backend("tensorflow", state)
 

@@ -107,3 +107,56 @@ def test_run_after_close(state, device: str) -> None:
     backend.close()
     with pytest.raises(BackendError, match="after close"):
         backend.run(*_inputs())
+
+
+def test_cuda_only_calls_are_refused_on_cpu(state) -> None:
+    with create_backend("torch", state, threads=1) as backend:
+        assert backend.describe()["cuda_graphs"] is False  # CPU behaviour unchanged: no graphs there
+        with pytest.raises(BackendError, match="run_device\\(\\) needs device 'cuda'"):
+            backend.run_device(torch.zeros(1, 3, 16, 16), torch.zeros(1, 21, 4, 4))
+        with pytest.raises(BackendError, match="input_buffers\\(\\) needs device 'cuda'"):
+            backend.input_buffers(1, 16, 16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_cuda_fp32_device_tensors_match_the_cpu_reference(state, cuda_graphs: bool) -> None:
+    blur, spikes = _inputs(2, seed=5)
+    with create_backend("torch", state, threads=1, device="cuda", cuda_graphs=cuda_graphs) as backend:
+        first = backend.run_device(torch.from_numpy(blur).cuda(), torch.from_numpy(spikes).cuda())
+        # A second run with other inputs must not change the first result (graph output is copied out).
+        other = backend.run_device(
+            torch.zeros(2, 3, 64, 96, device="cuda"), torch.ones(2, 21, 16, 24, device="cuda")
+        )
+        assert other.shape == first.shape
+        assert first.is_cuda and first.dtype == torch.float32 and first.is_contiguous()
+        np.testing.assert_allclose(first.cpu().numpy(), _reference(state, blur, spikes), atol=1e-4, rtol=0)
+        assert (backend._static[(2, 64, 96)].graph is not None) is cuda_graphs
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_input_buffers_take_the_inputs_in_place(state) -> None:
+    blur, spikes = _inputs(1, seed=6)
+    with create_backend("torch", state, threads=1, device="cuda", precision="fp16") as backend:
+        b, s = backend.input_buffers(1, 64, 96)
+        assert b.dtype == s.dtype == torch.float16 and b.is_contiguous() and s.is_contiguous()
+        b.copy_(torch.from_numpy(blur))
+        s.copy_(torch.from_numpy(spikes))
+        out = torch.full((1, 3, 64, 96), float("nan"), device="cuda")  # poisoned
+        assert backend.run_device(b, s, out=out) is out
+        assert backend.input_buffers(1, 64, 96)[0].data_ptr() == b.data_ptr()
+    assert np.abs(out.cpu().numpy() - _reference(state, blur, spikes)).max() < 1e-2
+
+
+@pytest.mark.gpu
+def test_cuda_device_input_errors(state) -> None:
+    with create_backend("torch", state, threads=1, device="cuda") as backend:
+        with pytest.raises(BackendError, match="blur: tensor on cpu"):
+            backend.run_device(torch.zeros(1, 3, 16, 16), torch.zeros(1, 21, 4, 4, device="cuda"))
+        with pytest.raises(BackendError, match="spikes: shape"):
+            backend.run_device(
+                torch.zeros(1, 3, 16, 16, device="cuda"), torch.zeros(1, 21, 8, 8, device="cuda")
+            )
+        with pytest.raises(BackendError, match="out: "):
+            z = torch.zeros(1, 3, 16, 16, device="cuda")
+            backend.run_device(z, torch.zeros(1, 21, 4, 4, device="cuda"), out=z.half())
