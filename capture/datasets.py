@@ -88,8 +88,11 @@ def natural_key(text: str) -> list[object]:
 
 def _read_meta(root: Path) -> dict[str, Any]:
     path = root / META_NAME
-    if not path.is_file():
-        return {}
+    return read_meta_file(path) if path.is_file() else {}
+
+
+def read_meta_file(path: Path) -> dict[str, Any]:
+    """A dataset's ``meta.json`` as a dict; DatasetError naming the file if it is not a JSON object."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

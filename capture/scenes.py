@@ -189,18 +189,27 @@ class PanScene:
         x0 = (sw - width) / 2.0 + dx
         # Output pixel (x, y) samples the source at (x + x0, y + y0).
         matrix = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]], dtype=np.float64)
-        return cv2.warpAffine(
-            self._source,
-            matrix,
-            (width, height),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REFLECT_101,
-        )
+        return warp_texture(self._source, matrix, (height, width))
 
     def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
         """Frames ``start .. stop-1``."""
         for t in range(start, stop):
             yield self.frame(t)
+
+
+def warp_texture(texture: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (H, W) view of ``texture`` where output pixel (x, y) samples ``matrix @ (x, y, 1)``.
+
+    Bilinear, with mirrored borders (BORDER_REFLECT_101) so a view past the edge is never black.
+    """
+    height, width = size
+    return cv2.warpAffine(
+        texture,
+        matrix,
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
 
 
 def pan_scene(
@@ -445,13 +454,7 @@ class MotionScene:
         """The view at spike frame ``t``: (H, W, 3) BGR uint8."""
         height, width = self.size
         matrix = self.trajectory.matrix(t, self.size, self._source.shape[:2])
-        return cv2.warpAffine(
-            self._source,
-            matrix,
-            (width, height),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REFLECT_101,
-        )
+        return warp_texture(self._source, matrix, (height, width))
 
     def frames(self, start: int, stop: int) -> Iterator[np.ndarray]:
         """Frames ``start .. stop-1``."""

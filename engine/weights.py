@@ -267,7 +267,6 @@ def save_ldn_state(
     name/version, architecture and parameter count are always added. The file is written next to
     its destination and renamed into place, so a crash never leaves a half-written file there.
     """
-    from safetensors.torch import save_file
 
     path = Path(path)
     checked = validate_ldn_state(state, "state to save")
@@ -279,15 +278,7 @@ def save_ldn_state(
         parameters=str(sum(t.numel() for t in checked.values())),
         weights_sha256=state_digest(checked),
     )
-    if not path.parent.is_dir():
-        raise WeightsError(f"{path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file({k: t.clone() for k, t in checked.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _write_atomically(path, checked, meta)
 
 
 # ---- every architecture: save_net / load_net ----
@@ -332,7 +323,6 @@ def save_net(
     arguments (``net_config``, JSON) are always added. Written next to the destination and renamed
     into place, as :func:`save_ldn_state`.
     """
-    from safetensors.torch import save_file
 
     path = Path(path)
     cls = _architecture_class(architecture, f"{path}")
@@ -358,15 +348,7 @@ def save_net(
     )
     if config:
         meta["net_config"] = json.dumps(config, sort_keys=True)
-    if not path.parent.is_dir():
-        raise WeightsError(f"{path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file({k: t.clone() for k, t in checked.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _write_atomically(path, checked, meta)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -420,3 +402,18 @@ def resolve_weights(spec: str | os.PathLike[str]) -> Path:
     if isinstance(spec, str) and not spec.strip():
         raise WeightsError("empty weights path; expected a file or 'default'")
     return _check_file(spec)
+
+
+def _write_atomically(path: Path, tensors: Mapping[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Write a safetensors file through a temporary name, so a reader never sees half a file."""
+    from safetensors.torch import save_file
+
+    if not path.parent.is_dir():
+        raise WeightsError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file({k: t.clone() for k, t in tensors.items()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

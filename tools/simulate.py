@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spikereveal.capture.dat import write_dat
-from spikereveal.capture.datasets import META_NAME, DatasetError
+from spikereveal.capture.datasets import META_NAME, DatasetError, read_meta_file
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.simulation import (  # noqa: F401  (re-exported for callers of the tool)
     GENERATOR_REVISION,
@@ -207,16 +207,6 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, append: bool = False) -> Non
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _read_dataset_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: expected a JSON object")
-    return meta
-
-
 def simulate_dataset(
     frames: Iterable[np.ndarray],
     config: SimulationConfig,
@@ -249,7 +239,7 @@ def simulate_dataset(
         )
     prepare_out_dir(out_dir, overwrite, append)
     meta_path = out_dir / META_NAME
-    old_meta = _read_dataset_meta(meta_path) if append and meta_path.exists() else None
+    old_meta = read_meta_file(meta_path) if append and meta_path.exists() else None
     if old_meta is not None:
         merge_meta(old_meta, build_meta(config, scene, source, 0), meta_path)  # refuse before any work
     if append and (out_dir / "spike_data" / scene).exists():

@@ -19,8 +19,17 @@ extern "C" __global__ void add_scaled(float* x, const float* y, float a, int n) 
 }
 """
 
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (find_spec raises for a submodule of a missing package)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 needs_cuda_core = pytest.mark.skipif(
-    importlib.util.find_spec("cuda.core") is None or importlib.util.find_spec("cuda.bindings") is None,
+    not (_installed("cuda.core") and _installed("cuda.bindings")),
     reason="cuda-python (cuda-core, cuda-bindings) is not installed",
 )
 
