@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from spikereveal.engine.cache import cache_dir
 from spikereveal.engine.ldn import LDN, SPIKE_SCALE, SPIKE_WINDOW
 from spikereveal.engine.weights import FORMAT_NAME, state_digest, validate_ldn_state
 
@@ -135,11 +136,7 @@ def export_ldn_onnx(
 
 def default_cache_dir() -> Path:
     """Where exported models are kept: $SPIKEREVEAL_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache."""
-    explicit = os.environ.get("SPIKEREVEAL_CACHE_DIR")
-    if explicit:
-        return Path(explicit) / "onnx"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spikereveal" / "onnx"
+    return cache_dir("onnx")
 
 
 def cached_ldn_onnx(

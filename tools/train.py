@@ -819,7 +819,7 @@ def plot_losses(rows: list[dict[str, float]], terms: Sequence[str], path: Path, 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.warning("matplotlib is not installed: no loss plot (pip install 'spikereveal-rt[train]')")
+        log.warning("matplotlib is not installed: no loss plot (pip install matplotlib)")
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in rows]

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from spikereveal.engine.backends.base import Backend, BackendError
+from spikereveal.engine.cache import cache_dir
 from spikereveal.engine.onnx_export import EXPORT_VERSION, INPUT_NAMES, OUTPUT_NAME, export_ldn_onnx
 from spikereveal.engine.weights import state_digest, validate_ldn_state
 from spikereveal.engine.windows import LDN_SCALE, LDN_WINDOW
@@ -166,11 +167,7 @@ def read_engine_file(
 
 def default_cache_dir() -> Path:
     """Where engines and the timing cache are kept: ``$SPIKEREVEAL_CACHE_DIR/tensorrt`` or ~/.cache."""
-    explicit = os.environ.get("SPIKEREVEAL_CACHE_DIR")
-    if explicit:
-        return Path(explicit) / "tensorrt"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spikereveal" / "tensorrt"
+    return cache_dir("tensorrt")
 
 
 def _check_shape(batch: int, height: int, width: int) -> None:

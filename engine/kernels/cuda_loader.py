@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from spikereveal.engine.cache import cache_dir
 from spikereveal.stream.errors import SpikeRevealError
 
 __all__ = [
@@ -92,9 +93,7 @@ def nvrtc_version() -> tuple[int, int]:
 
 def kernel_cache_dir() -> Path:
     """Where compiled kernels are kept: ``$SPIKEREVEAL_CACHE_DIR/kernels`` or ``~/.cache/spikereveal/kernels``."""
-    root = os.environ.get("SPIKEREVEAL_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "spikereveal"
-    return base / "kernels"
+    return cache_dir("kernels")
 
 
 def _check_arch(arch: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spikereveal.engine.cache import cache_dir as project_cache_dir
 from spikereveal.stream.errors import SpikeRevealError
 
 __all__ = ["KERNEL_SOURCE", "SHIM_HEADER", "ShimBuildError", "ShimRunner", "build", "kernel_names", "launch"]
@@ -58,8 +59,7 @@ class ShimBuildError(SpikeRevealError):
 
 def cache_dir() -> Path:
     """Where built shims are kept: ``$SPIKEREVEAL_CACHE_DIR/shim`` or ``~/.cache/spikereveal/shim``."""
-    root = os.environ.get("SPIKEREVEAL_CACHE_DIR") or Path.home() / ".cache" / "spikereveal"
-    return Path(root) / "shim"
+    return project_cache_dir("shim")
 
 
 def kernel_names(source: Path = KERNEL_SOURCE) -> list[str]:
