@@ -59,15 +59,12 @@ from spikereveal.stream.player import (
     overlay_lines,
     window_limits,
 )
+from spikereveal.stream.pool import open_results_receiver
 from spikereveal.stream.protocol import Result
 from spikereveal.stream.settings import setting, validate
-from spikereveal.stream.transport import (
-    POLICIES,
-    Receiver,
-    StopFlag,
-    open_receiver,
-)
+from spikereveal.stream.transport import POLICIES, Receiver, StopFlag
 from spikereveal.stream.video import VIDEO_SUFFIXES, PngWriter, VideoError, VideoRecorder
+from spikereveal.stream.web_display import WebView, parse_web_address
 
 log = logging.getLogger("spikereveal.display")
 
@@ -137,7 +134,18 @@ class DisplayConfig:
     # 16 exposures) with few latency samples. One default for ``display`` and ``run`` alike.
     warmup: int = setting(5, help="Results left out of the latency percentiles.", min=0)
     allow_remote: bool = setting(
-        False, help="Accepted for symmetry with the other nodes (display connects).", yaml=False
+        False,
+        help="Allow --web to listen beyond loopback (the display connects to the engine either way).",
+        yaml=False,
+    )
+    # The page takes the window's place (same playback, overlay and keys): on a headless GPU box
+    # there is no screen, and a window and a page at once would only halve the frame budget.
+    web: str | None = setting(
+        None,
+        help="Serve the live view as a web page at HOST:PORT (e.g. 127.0.0.1:8080; port 0: any free "
+        "one) instead of a window; loopback unless --allow-remote.",
+        parse=parse_web_address,
+        metavar="HOST:PORT",
     )
     probe_results: int = setting(
         8, help="Results held back to estimate the RGB rate before the video opens.", min=1, cli=False
@@ -411,9 +419,14 @@ class DisplayNode:
         # Exactly once to the user: a producer restarted mid-stream may send a result again.
         self.once = OnceFilter()
         self.waiting = WaitNotice(config.node)
+        self.web_url: str | None = None  # the page's address while a web view serves
 
     # -- set-up --------------------------------------------------------------------------------
-    def _make_window(self) -> Window | None:
+    def _make_window(self) -> Window | WebView | None:
+        if self.config.web is not None:
+            view = WebView(self.config.web, allow_remote=self.config.allow_remote, title=WINDOW_TITLE)
+            self.web_url = view.start()
+            return view
         if not self.config.window:
             return None
         if not screen_available():
@@ -448,10 +461,11 @@ class DisplayNode:
     def run(self) -> DisplayRun:
         """Receive, show and/or write until done; always closes the outputs and writes the summary."""
         cfg = self.config
-        receiver = open_receiver(
+        # One engine's results endpoint, or several (an engine pool), merged back in order.
+        receiver = open_results_receiver(
             cfg.policy, cfg.sub, node=cfg.node, role="display", allow_remote=cfg.allow_remote
         )
-        window: Window | None = None
+        window: Window | WebView | None = None
         recording = Recording(None, None)
         try:
             window = self._make_window()
@@ -467,7 +481,7 @@ class DisplayNode:
                 cfg.node,
                 cfg.policy,
                 cfg.sub,
-                "window" if window else "headless",
+                self.web_url or ("window" if window else "headless"),
             )
             self.run_info.exit_reason = self._loop(receiver, recording, window)
         except KeyboardInterrupt:  # a second signal while stopping: still finish the files
@@ -485,7 +499,7 @@ class DisplayNode:
                 self._write_summary(receiver, recording)
         return self.run_info
 
-    def _loop(self, receiver: Receiver, recording: Recording, window: Window | None) -> str:
+    def _loop(self, receiver: Receiver, recording: Recording, window: Window | WebView | None) -> str:
         cfg = self.config
         finished_seen = False
         while not self.stop.is_set():
@@ -551,7 +565,7 @@ class DisplayNode:
         self.stats.dropped, self.stats.missed, self.stats.bad = c.dropped, c.missed, c.bad
 
     # -- window --------------------------------------------------------------------------------
-    def _drive_window(self, window: Window, receiver: Receiver) -> str:
+    def _drive_window(self, window: Window | WebView, receiver: Receiver) -> str:
         now = self.clock()
         frame = self.playback.tick(now)
         if frame is not None:
@@ -602,7 +616,7 @@ class DisplayNode:
             note=self._note[0] if now_s < self._note[1] else "",
         )
 
-    def _draw(self, window: Window, receiver: Receiver, now_s: float) -> None:
+    def _draw(self, window: Window | WebView, receiver: Receiver, now_s: float) -> None:
         frame = self.playback.current
         if frame is None:  # nothing yet: say what we wait for rather than show no window at all
             state = producer_state(receiver)
@@ -617,6 +631,8 @@ class DisplayNode:
                 compose_canvas(frame.sharp, frame.blur), max_height=max_h, max_width=max_w
             )
             window.show(draw_overlay(canvas, overlay_lines(self._overlay(receiver, now_s))))
+        if isinstance(window, WebView):  # the page prints the numbers and plots the latency too
+            window.report(self._overlay(receiver, now_s), self.run_info.results)
         self._drawn_at_s = now_s
 
     def _snapshot(self) -> None:
@@ -642,7 +658,7 @@ class DisplayNode:
             policy=self.config.policy,
             endpoint=self.config.sub,
             exit=run.exit_reason or "running",
-            mode="window" if run.window else "headless",
+            mode=("web" if self.web_url else "window") if run.window else "headless",
             results=run.results,
             duplicates=self.once.duplicates,
             k=run.k,
@@ -659,6 +675,7 @@ class DisplayNode:
                 "pngs": 0 if recording.pngs is None else recording.pngs.written,
                 "snapshots": list(run.snapshots),
                 "summary": str(self.config.summary),
+                "web": self.web_url,
             },
         )
         path = Path(self.config.summary)

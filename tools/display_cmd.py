@@ -33,6 +33,8 @@ def display_command(**options: Any) -> None:
     if outputs.get("png_dir"):
         wrote.append(f"{outputs['png_dir']}/ ({outputs['pngs']} PNGs)")
     wrote.append(str(run.summary_path))
+    if outputs.get("web"):
+        wrote.append(f"served {outputs['web']}")
     click.echo(
         f"{config.node}: {run.exit_reason}; {run.summary.get('results', 0)} results; wrote {', '.join(wrote)}"
     )
