@@ -12,6 +12,12 @@ URIs::
                                  the same with settings (count: stop after that many exposures)
     gopro:PATH[?scene=NAME]      a GOPRO-spike layout set (or what ``spikereveal simulate`` wrote)
     rsb:PATH[?scene=NAME]        an RSB layout set
+    rec:DIR[?rate=max|realtime|FACTOR]
+                                 a recording made by ``spikereveal record`` (capture/recording.py),
+                                 replayed with its recorded times (rate: pacing of its own; default max)
+    livesim:DEVICE|VIDEO|PIPELINE[?size=120x160&vth=1&rate=20000&fps=30&exposure_ms=33&margin=20&realtime=1&count=N]
+                                 an RGB camera (device index, video file, GStreamer pipeline) and a
+                                 spike camera simulated live from it (capture/live_sim.py)
     PATH                         a set (layout detected), one scene folder ``<set>/spike_data/<scene>``,
                                  or one ``.dat`` inside it (just that exposure)
 """
@@ -223,6 +229,18 @@ def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None 
             return SimulatedSource(**kwargs)  # type: ignore[arg-type]
         except ValueError as exc:
             raise SourceError(f"source {uri!r}: {exc}") from None
+    if scheme == "rec":
+        from spikereveal.capture.recording import RecordingSource  # it imports this module
+
+        unknown = sorted(set(query) - {"rate"})
+        if unknown:
+            raise SourceError(f"source {uri!r}: unknown setting(s) {', '.join(unknown)}; known: rate")
+        rate = query.get("rate", ["max"])[-1]
+        return RecordingSource(Path(urllib.parse.unquote(rest)).expanduser(), rate=rate)
+    if scheme == "livesim":
+        from spikereveal.capture.live_sim import open_livesim  # it imports this module
+
+        return open_livesim(uri, rest, query)
     if scheme not in ("gopro", "rsb", "path"):
         raise SourceError(
             f"source {uri!r}: unknown scheme {scheme!r}; expected sample, sim:, gopro:, rsb: or a path"

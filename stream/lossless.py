@@ -48,16 +48,50 @@ class _Consumer:
     window: int
     acked: int = 0
     inflight: deque[tuple[int, list[Any]]] = field(default_factory=deque)
+    last_heartbeat_ns: int = 0
+    last_deal_ns: int = 0
+    #: The highest number dealt to it since it last gave messages back: one of its own given back
+    #: keeps its number only above this (it must see rising numbers), else it gets a new one.
+    dealt_since_requeue: int = 0
+
+    @property
+    def room(self) -> int:
+        """Deliveries this consumer can take now (0 while lost or unreachable)."""
+        if self.routing_id is None or self.peer.lost:
+            return 0
+        return max(0, self.window - len(self.inflight))
+
+
+@dataclass
+class _Held:
+    """A message waiting to be delivered again: its number and the consumer session it was
+    dealt to (that consumer drops it if it has it; any other one gets it under a new number)."""
+
+    n: int
+    origin: str
+    frames: list[Any]
 
 
 class LosslessSender(Sender):
     """Producer end of the lossless channel (a replay reader, or the engine feeding a recorder).
 
-    ``send(msg)`` returns True once the message is handed to the consumer within its credit window,
+    ``send(msg)`` returns True once the message is handed to a consumer within its credit window,
     False on timeout or stop (then it was not sent; send it again or give up). Call
     :meth:`service` when idle so heartbeats flow and credits are read; :meth:`flush` at the end waits
-    until the consumer has acknowledged everything. Binds by default (``tcp://127.0.0.1:*`` picks a
+    until the consumers have acknowledged everything. Binds by default (``tcp://127.0.0.1:*`` picks a
     free port; see :attr:`endpoint`).
+
+    **A pool of consumers** (``consumers``: how many at once, None: any number): each message is
+    dealt to the consumer with the most free credit (the least recently dealt to on a tie), so a
+    fast engine takes more than a slow one; a newcomer's first credit makes it eligible at once.
+    A consumer that stops, restarts or stays silent longer than ``peer_timeout_s`` gives its
+    unacknowledged messages back, and they go to the others first: nothing is lost. Each consumer
+    sees rising delivery numbers (a message dealt again to another consumer gets a new one), so each
+    one's exactly-once filter keeps working; a message whose consumer was only slow, not dead, may
+    then be processed twice: the display drops the second result (``stream/pool.py``). Consumers
+    are told apart by their node name (``engine-0``, ``engine-1``): a new session under a known
+    name is that consumer restarted. ``consumers=1`` is the one-consumer channel: a second node
+    is ignored until the first is lost or stops.
     """
 
     socket_type = zmq.ROUTER
@@ -68,40 +102,53 @@ class LosslessSender(Sender):
         *,
         heartbeat_s: float = 1.0,
         peer_timeout_s: float = 15.0,
+        consumers: int | None = None,
         **options: Unpack[EndpointOptions],
     ) -> None:
         """``options``: node ("capture"), role, bind (True), allow_remote, ctx, config, limits;
         see :class:`~spikereveal.stream.endpoint.Endpoint`."""
+        if consumers is not None and consumers < 1:
+            raise ValueError(f"consumers: got {consumers}, expected at least 1 (or None: any number)")
         # Fail loudly (EHOSTUNREACH) instead of silently dropping a delivery to a vanished consumer.
         super().__init__(endpoint, sockopts={zmq.ROUTER_MANDATORY: 1}, **options)
         self.heartbeat_s, self.peer_timeout_s = heartbeat_s, peer_timeout_s
+        self.max_consumers = consumers
         self._session = new_session()
         self.session = self._session.hex()
-        self._consumer: _Consumer | None = None
-        self._pending: deque[tuple[int, list[Any]]] = deque()  # redeliveries, ascending numbers
+        self._consumers: dict[str, _Consumer] = {}  # by node name, in order of joining
+        self._pending: deque[_Held] = deque()  # given back by a lost/stopped consumer, ascending
         self._next_n = 1
-        self._last_heartbeat_ns = 0
         self._ignored: set[str] = set()
         self._retired: set[str] = set()  # sessions of replaced consumers: their late credits are stale
 
     # -- public ------------------------------------------------------------------------------
     @property
     def consumer(self) -> PeerInfo | None:
-        """The consumer being served, or None before the first credit / after it stopped."""
-        return None if self._consumer is None else self._consumer.peer.info()
+        """The first consumer being served (alive first), or None before the first credit."""
+        alive = [c for c in self._consumers.values() if not c.peer.lost]
+        pool = alive or list(self._consumers.values())
+        return pool[0].peer.info() if pool else None
+
+    @property
+    def consumers(self) -> list[PeerInfo]:
+        """Every consumer known now (lost ones included, until they stop or are replaced)."""
+        return [c.peer.info() for c in self._consumers.values()]
+
+    def dealt(self) -> dict[str, int]:
+        """Messages in flight per consumer now (for logs and the pool benchmark)."""
+        return {name: len(c.inflight) for name, c in self._consumers.items()}
 
     @property
     def in_flight(self) -> int:
         """Messages sent or queued for redelivery but not yet acknowledged."""
-        held = 0 if self._consumer is None else len(self._consumer.inflight)
-        return held + len(self._pending)
+        return sum(len(c.inflight) for c in self._consumers.values()) + len(self._pending)
 
     def peer_missing(self) -> str | None:
-        c = self._consumer
-        if c is None:
+        if not self._consumers:
             return "no consumer has asked yet"
-        if c.peer.lost or c.routing_id is None:
-            return f"consumer {c.peer.node!r} lost"
+        if all(c.peer.lost or c.routing_id is None for c in self._consumers.values()):
+            names = ", ".join(repr(name) for name in self._consumers)
+            return f"consumer {names} lost" if len(self._consumers) == 1 else f"consumers {names} lost"
         return None
 
     def wait_ready(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> bool:
@@ -117,7 +164,7 @@ class LosslessSender(Sender):
         deadline = Deadline(timeout_s)
         while True:
             self._service_once()
-            if not self._pending and self._has_room():
+            if not self._pending and self._best() is not None:
                 return True
             if stopped(stop) or deadline.expired():
                 return False
@@ -132,9 +179,9 @@ class LosslessSender(Sender):
         deadline = Deadline(timeout_s)
         while True:
             self._service_once()
-            if not self._pending and self._has_room():
-                assert self._consumer is not None
-                if self._deliver(self._consumer, self._next_n, frames):
+            c = None if self._pending else self._best()
+            if c is not None:
+                if self._deliver(c, self._next_n, frames):
                     self._next_n += 1
                     self.counters.sent += 1
                     return True
@@ -164,40 +211,66 @@ class LosslessSender(Sender):
             self._sock.poll(deadline.slice_ms(self._slice_s()), zmq.POLLIN)
 
     def close(self, final_state: str = "stopping") -> None:
-        """Tell the consumer we leave (best effort) and close the socket.
+        """Tell the consumers we leave (best effort) and close the socket.
 
         ``final_state``: "stopping" (shutting down; may come back) or "finished" (all data sent:
-        call after :meth:`flush` at the end of a replay, so the consumer knows none will follow).
+        call after :meth:`flush` at the end of a replay, so the consumers know none will follow).
         """
         if not self._begin_close(final_state):
             return
-        c = self._consumer
-        if c is not None and c.routing_id is not None:
-            self._send_control(c, self._status(final_state))
+        for c in self._consumers.values():
+            if c.routing_id is not None:
+                self._send_control(c, self._status(final_state))
         self._sock.close()
 
     # -- internals ---------------------------------------------------------------------------
     def _slice_s(self) -> float:
         return min(POLL_SLICE_S, self.heartbeat_s)
 
-    def _has_room(self) -> bool:
-        c = self._consumer
-        return c is not None and c.routing_id is not None and len(c.inflight) < c.window
+    def _best(self) -> _Consumer | None:
+        """The consumer to deal the next message to: most free credit, then least recently dealt."""
+        ready = [c for c in self._consumers.values() if c.room > 0]
+        return max(ready, key=lambda c: (c.room, -c.last_deal_ns)) if ready else None
 
     def _service_once(self) -> None:
         self._read_incoming()
         now = time.monotonic_ns()
-        c = self._consumer
-        if c is not None:
+        for c in list(self._consumers.values()):
+            was_lost = c.peer.lost
             check_silence(c.peer, now, self.peer_timeout_s, self._where, self.counters)
-            while self._pending and self._has_room():
-                n, frames = self._pending[0]
-                if not self._deliver(c, n, frames):
-                    break
-                self._pending.popleft()
-            if c.routing_id is not None and now - self._last_heartbeat_ns > self.heartbeat_s * 1e9:
+            if c.peer.lost and not was_lost and len(self._consumers) > 1:
+                self._requeue(c)  # the others take over what it held; it may still come back
+        self._redeliver()
+        for c in self._consumers.values():
+            if c.routing_id is not None and now - c.last_heartbeat_ns > self.heartbeat_s * 1e9:
                 self._send_control(c, self._status("alive"))
-                self._last_heartbeat_ns = now
+                c.last_heartbeat_ns = now
+
+    def _redeliver(self) -> None:
+        """Deal the messages given back, in order: to the consumer that had them first where it
+        is back (same number: it drops what it has), else to the others under new numbers."""
+        while self._pending:
+            held = self._pending[0]
+            origin = next((c for c in self._consumers.values() if c.session == held.origin), None)
+            if origin is not None and origin.room > 0:
+                c, n = origin, held.n
+            else:
+                c = self._best()
+                if c is None or (origin is not None and c is not origin and self._origin_waits(origin)):
+                    return
+                n = self._next_n
+            if c is origin and held.n <= c.dealt_since_requeue:
+                n = self._next_n  # a newer one went to it first: a new number keeps them rising
+            if not self._deliver(c, n, held.frames):
+                return
+            self._pending.popleft()
+            if n == self._next_n:
+                self._next_n += 1
+
+    def _origin_waits(self, origin: _Consumer) -> bool:
+        """Whether given-back messages should wait for their consumer rather than go elsewhere:
+        only when it is the one consumer there is (a reconnect: it gets them back as they were)."""
+        return not origin.peer.lost and origin.routing_id is not None
 
     def _deliver(self, c: _Consumer, n: int, frames: list[Any]) -> bool:
         envelope = _ENVELOPE.pack(_MAGIC, self._session, n)
@@ -217,6 +290,8 @@ class LosslessSender(Sender):
             return False
         if n:
             c.inflight.append((n, frames))
+            c.last_deal_ns = time.monotonic_ns()
+            c.dealt_since_requeue = max(c.dealt_since_requeue, n)
         return True
 
     def _send_control(self, c: _Consumer, status: Status) -> None:
@@ -226,8 +301,10 @@ class LosslessSender(Sender):
     def _requeue(self, c: _Consumer) -> None:
         if c.inflight:
             self.counters.redelivered += len(c.inflight)
-            self._pending = deque(sorted([*c.inflight, *self._pending], key=lambda item: item[0]))
+            given_back = [_Held(n, c.session, frames) for n, frames in c.inflight]
+            self._pending = deque(sorted([*given_back, *self._pending], key=lambda h: h.n))
             c.inflight.clear()
+        c.dealt_since_requeue = 0
 
     def _read_incoming(self) -> None:
         while True:
@@ -245,38 +322,53 @@ class LosslessSender(Sender):
                 self.counters.bad += 1
                 self._on_bad(self.counters.bad, ProtocolError(f"a consumer sent a {msg.kind}"), rest)
 
+    def _full(self, node: str) -> bool:
+        """Whether a new consumer ``node`` must wait: ``consumers`` are served and none is lost.
+        A lost one makes room: it is retired, and what it held goes to the newcomer."""
+        if self.max_consumers is None or len(self._consumers) < self.max_consumers:
+            return False
+        lost = next((c for c in self._consumers.values() if c.peer.lost), None)
+        if lost is None:
+            if node not in self._ignored:
+                self._ignored.add(node)
+                served = ", ".join(repr(name) for name in self._consumers)
+                log.warning(
+                    "%s: %r asked for messages while %s is served; this channel feeds %d consumer(s)",
+                    self._where,
+                    node,
+                    served,
+                    self.max_consumers,
+                )
+            return True
+        self._retire(lost, f"replaced by {node!r}")
+        return False
+
+    def _retire(self, c: _Consumer, why: str) -> None:
+        self._requeue(c)
+        self._retired.add(c.session)
+        self._consumers.pop(c.peer.node, None)
+        log.info(
+            "%s: consumer %r (session %s) %s; %d to redeliver",
+            self._where,
+            c.peer.node,
+            c.session,
+            why,
+            len(self._pending),
+        )
+
     def _on_credit(self, routing_id: bytes, credit: Credit) -> None:
         now = time.monotonic_ns()
-        c = self._consumer
         if credit.session in self._retired:
             return
-        if c is not None and c.peer.node != credit.node and not c.peer.lost:
-            if credit.node not in self._ignored:
-                self._ignored.add(credit.node)
-                log.warning(
-                    "%s: %r asked for messages while %r is served; a lossless channel feeds one consumer",
-                    self._where,
-                    credit.node,
-                    c.peer.node,
-                )
-            return
-        if c is None or c.peer.node != credit.node or c.session != credit.session:
+        c = self._consumers.get(credit.node)
+        if c is None or c.session != credit.session:
             if c is not None:
-                self._requeue(c)
-                self._retired.add(c.session)
-                log.info(
-                    "%s: consumer %r (session %s) replaces %r (session %s); redelivering %d",
-                    self._where,
-                    credit.node,
-                    credit.session,
-                    c.peer.node,
-                    c.session,
-                    len(self._pending),
-                )
-            else:
-                log.info("%s: consumer %r ready (session %s)", self._where, credit.node, credit.session)
+                self._retire(c, f"restarted (session {credit.session})")
+            elif self._full(credit.node):
+                return
+            log.info("%s: consumer %r ready (session %s)", self._where, credit.node, credit.session)
             c = _Consumer(Peer(credit.node, now), credit.session, routing_id, credit.window)
-            self._consumer = c
+            self._consumers[credit.node] = c
             self.counters.peers_joined += 1
         elif c.routing_id != routing_id:
             # Same process, new connection: whatever was queued on the old one is gone.
@@ -289,27 +381,19 @@ class LosslessSender(Sender):
         while c.inflight and c.inflight[0][0] <= c.acked:
             c.inflight.popleft()
             self.counters.acked += 1
-        while self._pending and self._pending[0][0] <= c.acked:  # acked by a reconnected consumer
-            self._pending.popleft()
-            self.counters.acked += 1
+        kept = [h for h in self._pending if not (h.origin == c.session and h.n <= c.acked)]
+        self.counters.acked += len(self._pending) - len(kept)  # acked by a reconnected consumer
+        self._pending = deque(kept)
         c.window = credit.window
 
     def _on_status(self, routing_id: bytes, status: Status) -> None:
-        c = self._consumer
-        if c is None or c.peer.node != status.node or c.routing_id != routing_id:
+        c = self._consumers.get(status.node)
+        if c is None or c.routing_id != routing_id:
             return  # a stale status from a previous connection
         self.counters.heartbeats_received += 1
         heard(c.peer, time.monotonic_ns(), self._where, status)
         if status.state in FINAL_STATES:
-            self._requeue(c)
-            self._retired.add(c.session)
-            log.info(
-                "%s: consumer %r stopped; %d messages wait for the next one",
-                self._where,
-                c.peer.node,
-                self.in_flight,
-            )
-            self._consumer = None
+            self._retire(c, "stopped")
 
 
 class LosslessReceiver(Receiver):

@@ -41,11 +41,34 @@ class NodeEndpoints:
 
 
 def resolve_endpoints(config: RunConfig) -> NodeEndpoints:
-    """Configured endpoints, or free loopback tcp ports (a child cannot report a ``:*`` port back)."""
-    return NodeEndpoints(
-        config.endpoints.bundles or free_tcp_endpoint(),
-        config.endpoints.results or free_tcp_endpoint(),
-    )
+    """Configured endpoints, or free loopback tcp ports (a child cannot report a ``:*`` port back).
+
+    With several engines, ``results`` is one endpoint per engine, separated by commas (each engine
+    binds its own; the display merges them back in order, ``stream/pool.py``).
+    """
+    results = config.endpoints.results or ",".join(free_tcp_endpoint() for _ in range(config.engines))
+    if len(results.split(",")) != config.engines:
+        raise RunConfigError(
+            f"endpoints.results: got {results!r}, expected {config.engines} endpoint(s) separated by commas (one per engine)"
+        )
+    return NodeEndpoints(config.endpoints.bundles or free_tcp_endpoint(), results)
+
+
+def engine_names(config: RunConfig) -> list[str]:
+    """``["engine"]``, or ``engine-0 ... engine-<N-1>`` for a pool (the lossless sender tells its
+    consumers apart by name)."""
+    return ["engine"] if config.engines == 1 else [f"engine-{i}" for i in range(config.engines)]
+
+
+def node_envs(config: RunConfig) -> dict[str, dict[str, str]]:
+    """Extra environment per node: ``CUDA_VISIBLE_DEVICES`` of each engine when devices are given."""
+    if not config.devices:
+        return {}
+    devices = [d.strip() for d in config.devices.split(",") if d.strip()]
+    return {
+        name: {"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]}
+        for i, name in enumerate(engine_names(config))
+    }
 
 
 def check_run(config: RunConfig) -> None:
@@ -92,6 +115,10 @@ def wired_configs(config: RunConfig, endpoints: NodeEndpoints) -> dict[str, Any]
     """
     common = {"policy": config.policy, "allow_remote": config.allow_remote}
     display = config.display
+    engines = {
+        name: dataclasses.replace(config.engine, sub=endpoints.bundles, pub=pub, node=name, **common)
+        for name, pub in zip(engine_names(config), endpoints.results.split(","), strict=True)
+    }
     return {
         "display": dataclasses.replace(
             display,
@@ -100,9 +127,7 @@ def wired_configs(config: RunConfig, endpoints: NodeEndpoints) -> dict[str, Any]
             window=display.window and screen_available(),
             **common,
         ),
-        "engine": dataclasses.replace(
-            config.engine, sub=endpoints.bundles, pub=endpoints.results, node="engine", **common
-        ),
+        **engines,
         "capture": dataclasses.replace(config.capture, pub=endpoints.bundles, node="capture", **common),
     }
 
@@ -121,7 +146,10 @@ def node_commands(config: RunConfig, endpoints: NodeEndpoints, *, verbose: int =
     """
     base = [sys.executable, "-m", "spikereveal.tools.cli", *(["-v"] * verbose)]
     configs = wired_configs(config, endpoints)
-    return {name: [*base, name, *config_argv(configs[name], always=wiring(configs[name]))] for name in NODES}
+    return {
+        name: [*base, name.partition("-")[0], *config_argv(cfg, always=wiring(cfg))]
+        for name, cfg in configs.items()
+    }
 
 
 def describe_exit(code: int) -> str:
@@ -180,6 +208,8 @@ class Pipeline:
     #: The display's summary JSON: its exit reason tells a user's quit from the stream's end.
     display_summary: Path | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: Extra environment per node (``node_envs``: an engine's GPU).
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
     _readers: list[threading.Thread] = field(default_factory=list)
     _print_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -190,7 +220,7 @@ class Pipeline:
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for name in NODES:
+        for name in self.commands:
             proc = subprocess.Popen(
                 self.commands[name],
                 stdout=subprocess.PIPE,
@@ -198,7 +228,7 @@ class Pipeline:
                 stdin=subprocess.DEVNULL,
                 text=True,
                 bufsize=1,
-                env=env,
+                env={**env, **self.envs.get(name, {})},
                 # Own session: a terminal's Ctrl-C reaches only the supervisor, which forwards one
                 # SIGINT per node (a second signal would make the nodes abort instead of finishing).
                 start_new_session=True,
@@ -225,7 +255,7 @@ class Pipeline:
         :meth:`stop` stops the others.
         """
         while True:
-            for name in NODES:
+            for name in self.procs:
                 code = self.procs[name].poll()
                 if code not in (None, 0):
                     return Outcome(1, name, f"node '{name}' {describe_exit(code)}")

@@ -15,7 +15,14 @@ from spikereveal.stream.display import DisplayConfig
 from spikereveal.stream.latency import format_summary
 from spikereveal.stream.transport import StopFlag
 from spikereveal.tools.config_options import config_options
-from spikereveal.tools.pipeline import Outcome, Pipeline, check_run, node_commands, resolve_endpoints
+from spikereveal.tools.pipeline import (
+    Outcome,
+    Pipeline,
+    check_run,
+    node_commands,
+    node_envs,
+    resolve_endpoints,
+)
 from spikereveal.tools.run_config import RunConfig, load_run_config
 
 
@@ -30,7 +37,7 @@ def run_pipeline(config: RunConfig, *, verbose: int = 1, grace_s: float = 10.0) 
     commands = node_commands(config, resolve_endpoints(config), verbose=verbose)
     summary_path = Path(config.display.summary)
     summary_path.unlink(missing_ok=True)  # the display's exit reason is read from it: never a stale one
-    pipeline = Pipeline(commands, display_summary=summary_path)
+    pipeline = Pipeline(commands, display_summary=summary_path, envs=node_envs(config))
     stop = StopFlag()
     with stop.handle_signals():
         pipeline.start()
@@ -56,8 +63,8 @@ def run_pipeline(config: RunConfig, *, verbose: int = 1, grace_s: float = 10.0) 
 RUN_FLAGS: tuple[tuple[str, type, tuple[str, ...]], ...] = (
     ("capture", CaptureNodeConfig, ("source", "rate", "loop", "count")),
     ("engine", EngineNodeConfig, ("model", "weights", "backend", "times")),
-    ("display", DisplayConfig, ("window", "record", "summary", "warmup")),
-    ("", RunConfig, ("policy", "allow_remote")),
+    ("display", DisplayConfig, ("window", "record", "summary", "warmup", "web")),
+    ("", RunConfig, ("policy", "allow_remote", "engines", "devices")),
 )
 
 

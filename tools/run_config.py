@@ -65,6 +65,16 @@ class RunConfig:
         "lossless", help="lossless: replay (every bundle); latest: live (drop stale).", choices=POLICIES
     )
     allow_remote: bool = setting(False, help="Allow endpoints beyond loopback.")
+    engines: int = setting(
+        1,
+        help="Engine processes serving the one capture stream (a pool: bundles dealt by credit).",
+        min=1,
+        max=64,
+    )
+    devices: str | None = setting(
+        None,
+        help="GPUs for the engines, e.g. 0,1: engine i runs on device i mod their number (CUDA_VISIBLE_DEVICES).",
+    )
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: CaptureNodeConfig = field(default_factory=_default_capture)
     engine: EngineNodeConfig = field(default_factory=EngineNodeConfig)

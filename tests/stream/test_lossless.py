@@ -113,7 +113,7 @@ def test_malformed_messages_are_counted_and_the_next_good_one_served(spawn_child
 
 def test_a_second_consumer_waits_while_the_first_is_alive() -> None:
     with (
-        LosslessSender("inproc://two", bind=True) as sender,
+        LosslessSender("inproc://two", bind=True, consumers=1) as sender,
         LosslessReceiver("inproc://two", node="engine-a") as a,
         LosslessReceiver("inproc://two", node="engine-b") as b,
     ):

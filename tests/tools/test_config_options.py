@@ -40,7 +40,7 @@ FLAGS = {
     "engine": "--sub --pub --policy --model --backend --device --weights --times --threads --send-blur --no-send-blur "
     "--density-norm --no-density-norm --allow-remote --node --exit-on-finish --no-exit-on-finish --log-every --min-period-ms",
     "display": "--sub --policy --window --no-window --record --png-dir --summary --exit-on-finish "
-    "--no-exit-on-finish --node --rgb-fps --warmup --allow-remote",
+    "--no-exit-on-finish --node --rgb-fps --warmup --allow-remote --web",
 }
 
 

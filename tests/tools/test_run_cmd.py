@@ -253,3 +253,22 @@ def test_the_capture_node_refuses_a_bad_size_in_one_line(cli):
         "error: source 'sim:pan?size=63x95': spike size 63x95: h*w must be a multiple of 8 "
         "(whole bytes per .dat frame)"
     ]
+
+
+@pytest.mark.slow
+def test_run_with_two_engines_shows_every_result_once_in_order(tmp_path):
+    # GIVEN a finite simulated source of 6 exposures served by a pool of two engines (sdm)
+    video, summary = tmp_path / "run.mp4", tmp_path / "latency.json"
+    run = RunProcess(
+        "--source", "sim:pan?size=16x24&count=6", "--rate", "max", "--times", "2", "--model", "sdm",
+        "--engines", "2", "--no-window", "--warmup", "1", "--record", str(video), "--summary", str(summary),
+    )  # fmt: skip
+    try:
+        code = run.finish(timeout_s=120)
+    finally:
+        run.kill()
+    # THEN both engines ran and the display got all 6 results, none twice
+    assert code == 0, run.output
+    assert "[engine-0]" in run.output and "[engine-1]" in run.output
+    assert len(read_video(video)) == 6 * 2
+    assert json.loads(summary.read_text()).get("duplicates", 0) == 0
