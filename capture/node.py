@@ -144,6 +144,7 @@ def bundle_from_capture(
         spike_rate_hz=capture.spike_rate_hz,
         calibration_id=calibration_id,
         stamps=stamps,
+        sync={} if capture.sync is None else capture.sync.to_dict(),
     )
 
 

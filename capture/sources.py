@@ -18,6 +18,8 @@ URIs::
     livesim:DEVICE|VIDEO|PIPELINE[?size=120x160&vth=1&rate=20000&fps=30&exposure_ms=33&margin=20&realtime=1&count=N]
                                  an RGB camera (device index, video file, GStreamer pipeline) and a
                                  spike camera simulated live from it (capture/live_sim.py)
+    rig:RIG.yaml                 a live rig: an RGB camera and a spike stream paired by a calibration
+                                 (capture/rig.py), with a sync report in every capture
     PATH                         a set (layout detected), one scene folder ``<set>/spike_data/<scene>``,
                                  or one ``.dat`` inside it (just that exposure)
 """
@@ -35,6 +37,7 @@ from typing import Protocol
 from spikereveal.calibration.model import Calibration
 from spikereveal.capture.datasets import DatasetError, open_dataset
 from spikereveal.capture.sample import Sample
+from spikereveal.capture.sync import SyncReport
 from spikereveal.stream.errors import SpikeRevealError
 from spikereveal.stream.spikes import parse_size
 
@@ -60,6 +63,8 @@ class Capture:
     rgb_t_ns: int
     spike_t0_ns: int
     spike_rate_hz: float
+    #: Sync quality of a live rig at this exposure (capture/rig.py); None for recordings.
+    sync: SyncReport | None = None
 
 
 class Source(Protocol):
@@ -237,6 +242,10 @@ def open_source(uri: str, *, flip: bool = True, calibration: Calibration | None 
             raise SourceError(f"source {uri!r}: unknown setting(s) {', '.join(unknown)}; known: rate")
         rate = query.get("rate", ["max"])[-1]
         return RecordingSource(Path(urllib.parse.unquote(rest)).expanduser(), rate=rate)
+    if scheme == "rig":
+        from spikereveal.capture.rig import open_rig  # it imports this module
+
+        return open_rig(Path(urllib.parse.unquote(rest)).expanduser())
     if scheme == "livesim":
         from spikereveal.capture.live_sim import open_livesim  # it imports this module
 

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class LatencyStats:
         self.dropped = 0
         self.missed = 0
         self.bad = 0
+        self.sync: dict[str, int | float] | None = None  # a live rig's latest sync report (Bundle.sync)
         self.negative = 0  # stamp pairs that went backwards (clock misuse); not recorded
         self._started_ns = time.monotonic_ns()
 
@@ -123,6 +124,11 @@ class LatencyStats:
         self.missed += missed
         self.bad += bad
 
+    def note_sync(self, sync: Mapping[str, int | float]) -> None:
+        """Keep a live rig's sync report (running totals, so the latest says it all); empty: ignored."""
+        if sync:
+            self.sync = dict(sync)
+
     def last_ms(self, stage: str = END_TO_END) -> float | None:
         """The most recent sample of ``stage`` in ms (for an on-screen overlay), or None."""
         samples = self._stages.get(stage)
@@ -153,6 +159,7 @@ class LatencyStats:
             "dropped": self.dropped,
             "missed": self.missed,
             "bad_messages": self.bad,
+            "sync": self.sync,
             "negative_intervals": self.negative,
             "elapsed_s": (time.monotonic_ns() - self._started_ns) / 1e9,
         }
@@ -220,4 +227,14 @@ def format_summary(s: dict) -> str:
     lines.append(
         f"{rates}; dropped {s['dropped']}, missed {s['missed']}, bad {s['bad_messages']}".lstrip("; ")
     )
+    sync = s.get("sync")
+    if sync:
+        skipped = {k.split(".", 1)[1]: v for k, v in sync.items() if k.startswith("skipped.") and v}
+        reasons = ", ".join(f"{k} {v}" for k, v in skipped.items()) or "none"
+        lines.append(
+            f"sync: {sync.get('exposures', 0)} exposures, skipped {sum(skipped.values())} ({reasons}); "
+            f"missing spike frames {sync.get('missing_frames', 0)} in {sync.get('lost_blocks', 0)} lost blocks, "
+            f"clock jumps {sync.get('clock_jumps', 0)}, RGB frames dropped {sync.get('dropped_frames', 0)}, "
+            f"clock residual {sync.get('offset_residual_ns', 0) / 1e3:.1f} us"
+        )
     return "\n".join(lines)

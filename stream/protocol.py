@@ -177,6 +177,8 @@ class Bundle:
     spike_rate_hz: float = 20000.0
     calibration_id: str = ""
     stamps: tuple[tuple[str, int], ...] = ()
+    #: Sync quality of a live rig (capture/sync.py ``SyncReport.to_dict()``): name -> number; empty otherwise.
+    sync: Mapping[str, int | float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _set(self, "seq", _int("bundle.seq", self.seq, 0))
@@ -206,6 +208,7 @@ class Bundle:
         _set(self, "spike_rate_hz", _float("bundle.spike_rate_hz", self.spike_rate_hz, positive=True))
         _set(self, "calibration_id", _str("bundle.calibration_id", self.calibration_id))
         _set(self, "stamps", _stamps("bundle.stamps", self.stamps))
+        _set(self, "sync", _counters("bundle.sync", self.sync))
 
     def __repr__(self) -> str:  # arrays by shape: a 6 MB bundle must not flood a log line
         return (
@@ -420,7 +423,10 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
     ),
 }
 #: Keys a header may leave out (added after v1 shipped; a missing one takes the field's default).
-_OPTIONAL_HEADER_KEYS: dict[str, frozenset[str]] = {"result": frozenset({"rgb_t_ns", "spike_density"})}
+_OPTIONAL_HEADER_KEYS: dict[str, frozenset[str]] = {
+    "result": frozenset({"rgb_t_ns", "spike_density"}),
+    "bundle": frozenset({"sync"}),
+}
 
 
 def _check_limits(msg: Message, limits: Limits) -> None:
@@ -483,6 +489,8 @@ def _header_of(msg: Message, buffers: list[tuple[str, np.ndarray]]) -> dict[str,
             calibration_id=msg.calibration_id,
             stamps=[list(s) for s in msg.stamps],
         )
+        if msg.sync:
+            header["sync"] = dict(msg.sync)
     elif isinstance(msg, Result):
         header.update(
             seq=msg.seq,
@@ -723,6 +731,7 @@ def _build(kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray], limits: 
             spike_rate_hz=h["spike_rate_hz"],
             calibration_id=h["calibration_id"],
             stamps=_stamps("bundle.stamps", h["stamps"], limits.max_stamps),
+            sync=_counters("bundle.sync", h.get("sync", {}), limits.max_counters),
         )
     if kind == "result":
         times = h["spike_times"]

@@ -147,3 +147,15 @@ def test_a_stream_shorter_than_the_warmup_reports_the_warmup_marked() -> None:
     assert s["warmup_only"] is False and s["warmup_results"] is None and s["end_to_end"]["n"] == 1
     assert "(warm-up only)" not in stats.format()
     assert LatencyStats(warmup=5).summary()["warmup_only"] is False  # nothing at all: nothing to mark
+
+
+def test_sync_report_in_summary_and_text() -> None:
+    stats = LatencyStats(warmup=0)
+    assert stats.summary()["sync"] is None
+    stats.note_sync({})  # a recording's bundles carry none: nothing changes
+    stats.note_sync({"exposures": 9, "missing_frames": 40, "lost_blocks": 1, "skipped.lost_block": 2})
+    stats.add([("capture.read", 0), ("display.shown", 5_000_000)])
+    summary = json.loads(json.dumps(stats.summary()))
+    assert summary["sync"]["skipped.lost_block"] == 2
+    text = stats.format()
+    assert "sync: 9 exposures, skipped 2 (lost_block 2)" in text and "40 in 1 lost blocks" in text

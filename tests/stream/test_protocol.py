@@ -99,6 +99,21 @@ def test_bundle_round_trip_from_bytes() -> None:
     assert_bundles_equal(bundle, out)
 
 
+def test_bundle_sync_round_trip_and_checks() -> None:
+    sync = {"exposures": 4, "offset_residual_ns": 812.5, "skipped.lost_block": 1}
+    bundle = dataclasses.replace(make_bundle(), sync=sync)
+    frames = [bytes(f) for f in encode(bundle)]
+    out = decode(frames)
+    assert isinstance(out, Bundle) and out.sync == sync
+    assert_bundles_equal(bundle, out)
+    plain = encode(make_bundle())  # no sync: the header leaves the key out (older peers read it)
+    assert "sync" not in header_of(plain) and decode(plain).sync == {}
+    expect_error(with_header(frames, sync={"exposures": "many"}), "bundle.sync", "'many'")
+    expect_error(with_header(frames, sync=[1]), "bundle.sync", "a map")
+    with pytest.raises(ProtocolError, match="bundle.sync"):
+        dataclasses.replace(make_bundle(), sync={"x": None})
+
+
 def test_result_round_trip_with_and_without_blur() -> None:
     for with_blur in (True, False):
         result = make_result(with_blur=with_blur)
