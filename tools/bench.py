@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from spikereveal.tools.bench_batch import batch_bench_command
 from spikereveal.tools.bench_decode import decode_command
 from spikereveal.tools.bench_model import model_command
 from spikereveal.tools.bench_transport import transport_command
@@ -14,6 +15,7 @@ def bench_group() -> None:
     """Measure speed; prints a table and writes JSON"""
 
 
+bench_group.add_command(batch_bench_command)
 bench_group.add_command(decode_command)
 bench_group.add_command(model_command)
 bench_group.add_command(transport_command)

@@ -65,6 +65,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "spikereveal.tools.selftest_cmd:selftest_command",
         "Check the kernels (CPU shim or GPU), backends and GPU timings; print a table.",
     ),
+    "batch": ("spikereveal.tools.batch_cmd:batch_command", "Deblur a whole dataset on Ray or a local pool."),
     "export": (
         "spikereveal.tools.export_cmd:export_group",
         "Export the LDN: ONNX (fp32/fp16), or a TensorRT engine built on this GPU.",
