@@ -1,7 +1,8 @@
-"""calibration: how the spike sensor maps onto the RGB frame (scale, offset, spike-frame shift).
+"""calibration: how the spike sensor maps onto the RGB frame (scale, offset, homography, time offset).
 
 One frozen :class:`Calibration`, loaded from YAML or JSON; capture and engine both check sizes
-against it. Sits on stream/ only. Names are imported on first use (see
+against it. ``spatial`` fits the spike -> RGB homography from a checkerboard, ``temporal`` the
+clock offset from a scene whose brightness changes, and ``warp`` applies both on a rig. Sits on stream/ only. Names are imported on first use (see
 :mod:`spikereveal.stream.exports`).
 """
 
@@ -16,6 +17,9 @@ _EXPORTS = {
         "load_calibration",
         "save_calibration",
     ),
+    "spikereveal.calibration.spatial": ("SpatialFit", "calibrate_spatial", "overlay_image"),
+    "spikereveal.calibration.temporal": ("TemporalFit", "estimate_offset"),
+    "spikereveal.calibration.warp": ("exposure_window_frames", "rgb_on_spike_grid"),
 }
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

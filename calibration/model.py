@@ -10,16 +10,24 @@ Coordinate convention: spike pixel (y, x) covers the RGB block whose top-left co
 shifts the exposure window in the spike stream: the RGB exposure that nominally spans spike
 frames ``[s, e]`` spans ``[s + spike_offset_frames, e + spike_offset_frames]``.
 
-Files are YAML (``.yaml``/``.yml``) or JSON (``.json``) with the keys ``id``, ``scale``,
-``offset`` (``[dy, dx]``) and ``spike_offset_frames``; all optional, unknown keys are errors
-(they are usually typos).
+A measured calibration (``spikereveal calibrate spatial`` / ``temporal``) adds ``homography``, the
+3x3 matrix mapping spike pixel ``(x, y, 1)`` to RGB pixel ``(x, y, 1)`` with pixel centres at
+integers (it supersedes ``scale`` and ``offset`` where present), its reprojection error ``rms_px``
+in RGB pixels, and ``time_offset_ns``: spike clock = RGB clock + offset, with its standard
+deviation ``time_offset_std_ns``.
+
+Files are YAML (``.yaml``/``.yml``) or JSON (``.json``) with the keys ``version``, ``id``,
+``scale``, ``offset`` (``[dy, dx]``), ``spike_offset_frames``, ``homography``, ``rms_px``,
+``time_offset_ns`` and ``time_offset_std_ns``; all optional, unknown keys are errors (they are
+usually typos). Files written before the homography existed carry no ``version`` and read as
+version 1; files are written as version 2.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,24 @@ from spikereveal.stream.errors import SpikeRevealError
 NOMINAL_SCALE = 4.0
 
 _SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
-_KEYS = ("id", "scale", "offset", "spike_offset_frames")
+_KEYS = (
+    "version",
+    "id",
+    "scale",
+    "offset",
+    "spike_offset_frames",
+    "homography",
+    "rms_px",
+    "time_offset_ns",
+    "time_offset_std_ns",
+)
+#: The version written now; 1 is a file without a ``version`` key (no homography, no time offset).
+CALIBRATION_VERSION = 2
+_VERSIONS = (1, 2)
+# A homography whose linear part is this close to singular folds the spike image onto a line.
+_SINGULAR_RTOL = 1e-9
+
+Homography = tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
 
 
 class CalibrationError(SpikeRevealError):
@@ -47,12 +72,24 @@ class Calibration:
         offset: (dy, dx) in RGB pixels of the spike grid's top-left corner on the RGB image.
         spike_offset_frames: shift, in spike frames, of the RGB exposure inside the spike stream.
         id: a name for the record (shown in error messages and metadata).
+        version: file format version (2; 1 for files written before ``homography`` existed).
+        homography: 3x3 matrix, spike pixel (x, y, 1) -> RGB pixel (x, y, 1), pixel centres at
+            integers; None means the nominal ``scale``/``offset`` relation.
+        rms_px: reprojection error of ``homography`` in RGB pixels (None when not measured).
+        time_offset_ns: spike clock = RGB clock + ``time_offset_ns``.
+        time_offset_std_ns: standard deviation of ``time_offset_ns`` (None when not measured).
     """
 
     scale: float = NOMINAL_SCALE
     offset: tuple[float, float] = (0.0, 0.0)
     spike_offset_frames: int = 0
     id: str = "nominal"
+    # The file format, not the sensor relation: a v1 file equals the same record read as v2.
+    version: int = field(default=CALIBRATION_VERSION, compare=False)
+    homography: Homography | None = None
+    rms_px: float | None = None
+    time_offset_ns: int = 0
+    time_offset_std_ns: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
@@ -77,6 +114,44 @@ class Calibration:
             raise CalibrationError(
                 f'calibration id: {self.id!r} is not a non-empty string (write it in quotes, e.g. id: "rig-1")'
             )
+        if isinstance(self.version, bool) or self.version not in _VERSIONS:
+            raise CalibrationError(
+                f"calibration version: {self.version!r} is not a known version ({', '.join(map(str, _VERSIONS))})"
+            )
+        if self.homography is not None:
+            object.__setattr__(self, "homography", _check_homography(self.homography))
+        for name in ("rms_px", "time_offset_std_ns"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                raise CalibrationError(f"calibration {name}: {value!r} must be a finite number >= 0")
+            object.__setattr__(self, name, float(value))
+        offset_ns = self.time_offset_ns
+        if _is_number(offset_ns) and isinstance(offset_ns, float) and offset_ns.is_integer():
+            offset_ns = int(offset_ns)
+        if isinstance(offset_ns, bool) or not isinstance(offset_ns, int):
+            raise CalibrationError(
+                f"calibration time_offset_ns: {self.time_offset_ns!r} is not a whole number of nanoseconds"
+            )
+        object.__setattr__(self, "time_offset_ns", offset_ns)
+
+    def spike_to_rgb_matrix(self) -> Homography:
+        """The 3x3 matrix taking spike pixel (x, y, 1) to RGB pixel (x, y, 1), pixel centres at integers.
+
+        The measured ``homography`` where there is one; else the nominal relation: spike pixel x
+        covers RGB pixels ``offset_dx + x*scale .. + scale``, whose centre is
+        ``offset_dx + x*scale + (scale - 1)/2``.
+
+        Examples:
+            >>> Calibration().spike_to_rgb_matrix()[0]
+            (4.0, 0.0, 1.5)
+        """
+        if self.homography is not None:
+            return self.homography
+        s, (dy, dx) = self.scale, self.offset
+        c = (s - 1.0) / 2.0
+        return ((s, 0.0, dx + c), (0.0, s, dy + c), (0.0, 0.0, 1.0))
 
     def expected_spike_size(self, blur_size: tuple[int, int]) -> tuple[int, int]:
         """Spike frame size (h, w) that goes with an RGB image of ``blur_size`` (H, W)."""
@@ -133,7 +208,44 @@ class Calibration:
         """Plain-data form, as written to files and metadata."""
         data = asdict(self)
         data["offset"] = list(self.offset)
-        return data
+        if self.homography is not None:
+            data["homography"] = [list(row) for row in self.homography]
+        return {"version": data.pop("version"), **data}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_homography(value: object) -> Homography:
+    """``value`` as a 3x3 tuple of floats; a ``CalibrationError`` naming the field otherwise."""
+    rows = value if isinstance(value, (list, tuple)) else None
+    if (
+        rows is None
+        or len(rows) != 3
+        or not all(isinstance(r, (list, tuple)) and len(r) == 3 for r in rows)
+        or not all(_is_number(v) for r in rows for v in r)
+    ):
+        raise CalibrationError(f"calibration homography: {value!r} is not a 3x3 list of numbers")
+    matrix = tuple(tuple(float(v) for v in r) for r in rows)
+    if not all(math.isfinite(v) for r in matrix for v in r):
+        raise CalibrationError(f"calibration homography: {value!r} holds NaN or infinite values")
+    det = _det3(matrix)
+    scale = max(abs(v) for r in matrix for v in r)
+    if scale == 0 or abs(det) <= _SINGULAR_RTOL * scale**3:
+        raise CalibrationError(
+            f"calibration homography: {value!r} is singular (determinant {det:.3g}); it must map the "
+            "spike image onto a plane, not a line or a point"
+        )
+    return matrix  # type: ignore[return-value]
+
+
+def _det3(m: tuple[tuple[float, ...], ...]) -> float:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
 
 
 def _fmt(value: float) -> str:
@@ -166,6 +278,8 @@ def calibration_from_dict(data: Any, source: str = "calibration") -> Calibration
         raise CalibrationError(
             f"{source}: unknown field(s) {', '.join(map(str, unknown))} (known: {', '.join(_KEYS)})"
         )
+    if "version" not in data:
+        data = {**data, "version": 1}  # written before the homography and time offset existed
     try:
         return Calibration(**data)
     except CalibrationError as exc:
@@ -212,7 +326,7 @@ def save_calibration(path: str | Path, calibration: Calibration) -> Path:
     """Write ``calibration`` as YAML or JSON (chosen by the file suffix); returns the path."""
     path = Path(path)
     fmt = _format_of(path)
-    data = calibration.to_dict()
+    data = {**calibration.to_dict(), "version": CALIBRATION_VERSION}  # always written as the current format
     text = yaml.safe_dump(data, sort_keys=False) if fmt == "yaml" else json.dumps(data, indent=2) + "\n"
     path.write_text(text, encoding="utf-8")
     return path

@@ -130,6 +130,13 @@ def test_a_joining_engine_gets_work_at_once(relays, reports: Reports) -> None:
                 send(seq)
             _, pub_b = relays(sender.endpoint, "engine-b", slow_ms=20)  # joins mid-stream
             outputs.append(LosslessReceiver(pub_b, node="display", role="display"))
+            # Its process takes a while to start on a loaded machine: "at once" counts from its first credit.
+            deadline = time.monotonic() + WAIT_S
+            while "engine-b" not in sender.dealt():
+                sender.service(0.02)
+                for out in outputs:
+                    out.recv(0.0)
+                assert time.monotonic() < deadline, "engine-b never sent credit"
             for seq in range(10, n):
                 send(seq)
             deadline = time.monotonic() + WAIT_S
