@@ -171,7 +171,11 @@ def first_square_is_dark(grey: np.ndarray, corners: np.ndarray, pattern: tuple[i
 
 
 def _reversed(
-    rgb: np.ndarray, rgb_corners: np.ndarray, tfp: np.ndarray, spike_corners: np.ndarray, pattern: tuple[int, int]
+    rgb: np.ndarray,
+    rgb_corners: np.ndarray,
+    tfp: np.ndarray,
+    spike_corners: np.ndarray,
+    pattern: tuple[int, int],
 ) -> bool:
     """Whether the detector listed the spike corners from the other end of the board than the RGB ones.
 
@@ -182,7 +186,9 @@ def _reversed(
     each other on a rig that shares one view).
     """
     if (pattern[0] + pattern[1]) % 2 == 1:
-        return first_square_is_dark(rgb, rgb_corners, pattern) != first_square_is_dark(tfp, spike_corners, pattern)
+        return first_square_is_dark(rgb, rgb_corners, pattern) != first_square_is_dark(
+            tfp, spike_corners, pattern
+        )
     rgb_dir = rgb_corners[-1] - rgb_corners[0]
     spike_dir = spike_corners[-1] - spike_corners[0]
     return float(np.dot(rgb_dir, spike_dir)) < 0
