@@ -16,6 +16,11 @@ reads and sends slower than the source's rate says so once (``stream.nodes.RealT
 
 SIGINT/SIGTERM (the :class:`StopFlag`) stop the loop within one bounded wait (pacing sleeps at
 most one capture period) and close with ``"stopping"``.
+
+Every bundle names its calibration (``Bundle.calibration_id``, :func:`resolve_calibration_id`): the
+node's ``calibration`` file's id, else the source's own (a rig applies the calibration of its rig
+file: ``RigSource.calibration_id``), else "". A node file and a source calibration that differ
+are an error at start, before a socket is bound: the engine would refuse every bundle.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import zmq
 
+from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.capture.sources import Capture, Source, looped, open_source, paced, parse_rate, rate_factor
 from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
 from spikereveal.stream.protocol import Bundle
@@ -77,7 +83,9 @@ class CaptureNodeConfig:
     count: int | None = setting(None, help="Stop after N captures.", min=1)
     flip: bool = setting(True, help="Spike files are stored upright (some cameras).", flag="--no-flip")
     calibration: Path | None = setting(
-        None, help="Spike/RGB calibration file (YAML or JSON); its id travels with every bundle."
+        None,
+        help="Spike/RGB calibration file (YAML or JSON); its id travels with every bundle "
+        "(default: the source's own, e.g. a rig file's).",
     )
     allow_remote: bool = setting(
         False, help="Allow binding beyond loopback (other hosts can connect).", yaml=False
@@ -148,6 +156,32 @@ def bundle_from_capture(
     )
 
 
+def resolve_calibration_id(
+    calibration: Calibration | None, source: Source, calibration_path: object = None
+) -> str:
+    """The calibration id every bundle of ``source`` carries ("" = none).
+
+    The node's own ``calibration`` (read from ``calibration_path``) where given, else the one the
+    source applies itself (``source.calibration_id``: a rig's calibration, "" when it has none;
+    sources without the attribute apply none). Both given with different ids: CalibrationError.
+
+    Examples:
+        >>> from spikereveal.capture.sources import open_source
+        >>> resolve_calibration_id(Calibration(id="rig-1"), open_source("sim:pan?size=16x24&count=1"))
+        'rig-1'
+    """
+    own = getattr(source, "calibration_id", "") or ""
+    if calibration is None:
+        return own
+    if own and own != calibration.id:
+        where = "" if calibration_path is None else f"{calibration_path} "
+        raise CalibrationError(
+            f"calibration: {where}has id {calibration.id!r} but the source {source.source_id} applies "
+            f"calibration {own!r}; give one calibration (the rig file's, or make the ids the same)"
+        )
+    return calibration.id
+
+
 def resolve_policy(policy: str, source: Source) -> str:
     """``auto`` -> lossless for recordings and the simulator, latest for live devices.
 
@@ -205,7 +239,11 @@ class CaptureNode:
         source = open_source(config.source, flip=config.flip, calibration=calibration)
         source_id = source.source_id
         policy = resolve_policy(config.policy, source)
-        calibration_id = calibration.id if calibration is not None else ""
+        try:
+            calibration_id = resolve_calibration_id(calibration, source, config.calibration)
+        except BaseException:
+            source.close()
+            raise
         current: list[Source] = []
         captures = _captures(config, source, calibration, current, stop)
         try:
@@ -221,7 +259,7 @@ class CaptureNode:
             source.close()
             raise
         log.info(
-            "%s: %s -> %s (%s, rate %s%s%s)",
+            "%s: %s -> %s (%s, rate %s%s%s%s)",
             config.node,
             source_id,
             sender.endpoint,
@@ -229,6 +267,7 @@ class CaptureNode:
             config.rate,
             ", loop" if config.loop else "",
             f", count {config.count}" if config.count else "",
+            f", calibration {calibration_id!r}" if calibration_id else "",
         )
         speed = rate_factor(config.rate)
         realtime = (

@@ -29,6 +29,11 @@ A rig file (``rig:PATH.yaml``) describes it all::
     realtime: true                  # a video file plays at its own rate (a camera stand-in)
     coverage_timeout_s: 0.5
     count: 100                      # optional: stop after this many RGB frames
+
+The same keys may sit in a ``rig:`` section of a ``spikereveal run`` file (tools/run_config.py):
+``rig:RUN.yaml`` then reads that section, relative paths still relative to the file. The rig's
+calibration id (:attr:`RigSource.calibration_id`) goes into every bundle, so an engine holding
+another calibration refuses them rather than deblurring with the wrong one.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import yaml
 from spikereveal.calibration.model import Calibration, CalibrationError, load_calibration
 from spikereveal.capture.sample import Sample
 from spikereveal.capture.sources import Capture, SourceError
-from spikereveal.capture.sync import SKIP_REASONS, SyncReport
+from spikereveal.capture.sync import SyncReport, SyncTally, worth_logging
 
 __all__ = ["RigConfig", "RigSource", "SpikeRing", "load_rig_config", "open_rig"]
 
@@ -118,7 +123,7 @@ def _check_number(name: str, value: Any, *, positive: bool) -> None:
 
 
 def load_rig_config(path: str | Path) -> RigConfig:
-    """Read a rig YAML file; every error names the file and the key."""
+    """Read a rig YAML file, or the ``rig:`` section of a run file; every error names the file and the key."""
     path = Path(path).expanduser()
     try:
         data = yaml.safe_load(path.read_text())
@@ -126,6 +131,8 @@ def load_rig_config(path: str | Path) -> RigConfig:
         raise SourceError(f"rig file {path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise SourceError(f"rig file {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict) and "rig" in data:  # a run file (spikereveal run) with a rig section
+        data = data["rig"]
     if not isinstance(data, dict):
         raise SourceError(f"rig file {path}: expected a mapping of keys (rgb, spikes, ...)")
     known = [f.name for f in fields(RigConfig)]
@@ -325,11 +332,14 @@ class RigSource:
         self._blocks_since_jump = 0
         self._jumps_seen = 0
         self._jump_host_ns: int | None = None  # host time of the newest jump's pair (the new fit's anchor)
-        self._skipped = dict.fromkeys(SKIP_REASONS, 0)
-        self._exposures = 0
-        self._dropped_rgb = 0
+        self.tally = SyncTally()  # exposures, RGB frames dropped, skips by reason
         self._reader: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def calibration_id(self) -> str:
+        """The id of the calibration the rig applies ("" without one); every bundle carries it."""
+        return "" if self.calibration is None else self.calibration.id
 
     # -- the spike side (reader thread) ----------------------------------------------------------
 
@@ -409,7 +419,7 @@ class RigSource:
             rate = float(model.rate_hz)
         bgr = self._blur(frame.image)
         sample = Sample(f"rig/{frame.index:06d}", bgr, spikes, (first - start, last - start))
-        capture = Capture(self._exposures, sample, int(frame.start_ns), int(spike_t0), rate)
+        capture = Capture(self.tally.exposures, sample, int(frame.start_ns), int(spike_t0), rate)
         return None, capture, waited
 
     def report(self, waited_ns: int = 0) -> SyncReport:
@@ -417,19 +427,16 @@ class RigSource:
         model = self.spikes.clock_model
         counters = getattr(self.spikes, "counters", None)
         fitted = getattr(model, "fitted", True)
-        return SyncReport(
-            exposures=self._exposures,
+        return self.tally.report(
             offset_residual_ns=float(model.residual_ns) if fitted else 0.0,
             rate_hz=float(model.rate_hz),
             drift_ppm=float(model.drift_ppm),
-            dropped_frames=self._dropped_rgb,
             missing_frames=int(getattr(counters, "lost_frames", 0)),
             lost_blocks=int(getattr(counters, "lost_blocks", 0)),
             clock_jumps=int(model.jumps),
             stalls=int(getattr(counters, "stalls", 0)),
             disconnects=int(getattr(counters, "disconnects", 0)),
             partial_frames=int(getattr(counters, "partial_frames", 0)),
-            skipped=dict(self._skipped),
             coverage_wait_ns=max(0, int(waited_ns)),
         )
 
@@ -438,27 +445,24 @@ class RigSource:
             raise SourceError(f"{self.source_id}: a live rig can be iterated once")
         self._reader = threading.Thread(target=self._read_spikes, name="rig-spikes", daemon=True)
         self._reader.start()
-        expected_index: int | None = None
         try:
             for frame in self.rgb:
-                if expected_index is not None and frame.index > expected_index:
-                    self._dropped_rgb += frame.index - expected_index
-                expected_index = frame.index + 1
+                self.tally.frame(frame.index)
                 self._check_sizes(frame)
                 reason, capture, waited = self._cut(frame)
                 if reason is not None:
-                    self._skipped[reason] += 1
-                    if self._skipped[reason] in (1, 10, 100) or self._skipped[reason] % 1000 == 0:
+                    count = self.tally.skip(reason)
+                    if worth_logging(count):
                         log.warning(
                             "%s: RGB frame %d skipped (%s; %d so far for this reason)",
                             self.source_id,
                             frame.index,
                             reason,
-                            self._skipped[reason],
+                            count,
                         )
                     continue
                 assert capture is not None
-                self._exposures += 1
+                self.tally.deliver()
                 capture = Capture(
                     capture.index,
                     capture.sample,

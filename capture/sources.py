@@ -298,6 +298,7 @@ def looped(open_again: Callable[[], Source], loop: bool) -> Iterator[Capture]:
                 capture.rgb_t_ns + t_offset,
                 capture.spike_t0_ns + t_offset,
                 capture.spike_rate_hz,
+                sync=capture.sync,  # a live source's report stays with its capture on every pass
             )
         source.close()
         if not loop or count == 0:

@@ -6,6 +6,11 @@ fit wanders (``offset_residual_ns``), frames the camera or the spike transport d
 and exposures the rig refused to cut (each with a reason). The report travels in every bundle
 (``Bundle.sync``, a flat name -> number mapping: :meth:`SyncReport.to_dict`) and ends in the
 latency summary, so a bad run is visible where its numbers are read.
+
+Every live source (the rig, the ``livesim:`` simulator) keeps its counts in one :class:`SyncTally`
+(exposures delivered, RGB frames dropped, exposures skipped by reason) and adds what its own
+sensors know (clock fit, transport faults) when it makes a report, so the counting rules are
+written once.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from typing import Any
 
 from spikereveal.stream.errors import SpikeRevealError
 
-__all__ = ["SKIP_REASONS", "SyncError", "SyncReport"]
+__all__ = ["SKIP_REASONS", "SyncError", "SyncReport", "SyncTally", "worth_logging"]
 
 #: Why an exposure was not cut (never deblurred with the wrong spikes):
-#: ``no_coverage``: the spike frames of its window did not arrive in time (or the stream ended);
+#: ``no_coverage``: the spike frames of its window did not arrive in time (or the stream ended),
+#: or no spike frame lies inside it (an exposure shorter than one spike frame);
 #: ``lost_block``: spike frames inside its window were lost by the producer or the transport;
 #: ``clock_jump``: the spike clock jumped inside its window, or the fit has not settled since;
 #: ``evicted``: its window's frames had already left the ring buffer (the RGB side lagged too far).
@@ -138,3 +144,59 @@ class SyncReport:
 
     def __hash__(self) -> int:
         return hash(tuple(self.to_dict().items()))
+
+
+class SyncTally:
+    """The running counts a live source keeps per RGB frame, turned into a :class:`SyncReport`.
+
+    Call :meth:`frame` for every RGB frame in camera order (a gap in its numbers is dropped
+    frames), then either :meth:`skip` (with a reason) or :meth:`deliver`.
+
+    Examples:
+        >>> tally = SyncTally()
+        >>> for index in (0, 1, 4):
+        ...     tally.frame(index)
+        >>> tally.skip("lost_block"), tally.deliver(), tally.deliver()
+        (1, 1, 2)
+        >>> report = tally.report(rate_hz=20000.0)
+        >>> report.exposures, report.dropped_frames, report.skipped["lost_block"]
+        (2, 2, 1)
+    """
+
+    def __init__(self) -> None:
+        self.exposures = 0
+        self.dropped_frames = 0
+        self.skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+        self._expected_index: int | None = None
+
+    def frame(self, index: int) -> None:
+        """One RGB frame arrived with the camera's ``index``; frames it skipped count as dropped."""
+        if self._expected_index is not None and index > self._expected_index:
+            self.dropped_frames += index - self._expected_index
+        self._expected_index = int(index) + 1
+
+    def skip(self, reason: str) -> int:
+        """One exposure not cut for ``reason`` (one of :data:`SKIP_REASONS`); returns its count so far."""
+        if reason not in self.skipped:
+            raise SyncError(f"skip reason {reason!r} is not one of {', '.join(SKIP_REASONS)}")
+        self.skipped[reason] += 1
+        return self.skipped[reason]
+
+    def deliver(self) -> int:
+        """One exposure cut and delivered; returns how many so far."""
+        self.exposures += 1
+        return self.exposures
+
+    def report(self, **sensor: Any) -> SyncReport:
+        """The report now: these counts plus ``sensor``'s fields (clock fit, transport faults)."""
+        return SyncReport(
+            exposures=self.exposures,
+            dropped_frames=self.dropped_frames,
+            skipped=dict(self.skipped),
+            **sensor,
+        )
+
+
+def worth_logging(count: int) -> bool:
+    """Log the 1st, 10th, 100th and every 1000th occurrence: a fault seen, never a flood."""
+    return count in (1, 10, 100) or count % 1000 == 0

@@ -19,7 +19,7 @@ import numpy as np
 
 from spikereveal.calibration.model import Calibration, CalibrationError
 from spikereveal.engine.density import PAPER_DENSITY, DensityNorm, normalization, trained_density
-from spikereveal.engine.sdm import sdm_sequence
+from spikereveal.engine.sdm import sdm_sequence, sdm_sequence_uint8
 from spikereveal.engine.windows import LDN_SCALE, LDN_WINDOW, SDM_SHORT_WINDOW, check_exposure, ldn_inputs
 
 MODELS = ("ldn", "sdm")
@@ -77,6 +77,13 @@ class SDMDeblurrer:
     ) -> np.ndarray:
         check_exposure(exposure, times, spikes.shape[0], self.short_window)
         return sdm_sequence(blur_bgr, spikes, exposure, times, self.short_window)
+
+    def sequence_uint8(
+        self, blur_bgr: np.ndarray, spikes: np.ndarray, exposure: tuple[int, int], times: list[int]
+    ) -> np.ndarray:
+        """:meth:`sequence` as (K, H, W, 3) uint8, made without the float stack (the engine's path)."""
+        check_exposure(exposure, times, spikes.shape[0], self.short_window)
+        return sdm_sequence_uint8(blur_bgr, spikes, exposure, times, self.short_window)
 
     def close(self) -> None:
         return None

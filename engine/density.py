@@ -76,9 +76,10 @@ def blur_grey(blur_bgr: np.ndarray, spike_hw: tuple[int, int]) -> np.ndarray:
     blur = np.asarray(blur_bgr)
     if blur.ndim != 3 or blur.shape[2] != 3:
         raise DensityError(f"blur: shape {blur.shape} is not (H, W, 3) BGR")
-    scale = np.float32(1.0 / 255.0) if blur.dtype == np.uint8 else np.float32(1.0)
-    b, g, r = (blur[..., i].astype(np.float32) * scale for i in range(3))
-    grey = 0.11 * b + 0.59 * g + 0.3 * r
+    scale = 1.0 / 255.0 if blur.dtype == np.uint8 else 1.0
+    # One weighted pass over the channels (cv2.transform), not three float copies of the image.
+    weights = np.array([[0.11 * scale, 0.59 * scale, 0.3 * scale]], dtype=np.float32)
+    grey = cv2.transform(blur.astype(np.float32, copy=False), weights)
     h, w = spike_hw
     if grey.shape != (h, w):
         grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)
@@ -115,7 +116,9 @@ def estimate_density(blur_bgr: np.ndarray, spikes: np.ndarray, exposure: tuple[i
     if not 0 <= start <= end < spikes.shape[0]:
         raise DensityError(f"exposure {start}:{end} is outside the {spikes.shape[0]} spike frames")
     grey = blur_grey(blur_bgr, spikes.shape[1:3]).astype(np.float64)
-    counts = spikes[start : end + 1].sum(axis=0, dtype=np.int64)
+    # uint16 holds any exposure a sensor makes (<= 65535 frames) and sums far faster than int64.
+    dtype = np.uint16 if end - start < np.iinfo(np.uint16).max else np.int64
+    counts = spikes[start : end + 1].sum(axis=0, dtype=dtype).astype(np.int64)
     rate = counts / float(end - start + 1)
     mask = (grey >= GREY_RANGE[0]) & (grey <= GREY_RANGE[1])
     density = _ratio(rate, grey, counts, mask)

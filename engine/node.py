@@ -6,9 +6,16 @@ end of the stream:
 
 - it receives with ``open_receiver(policy, sub)`` (connecting to the capture node) and publishes
   with ``open_sender(policy, pub)`` (binding its own endpoint), the same policy on both sides;
-- a bundle that cannot be processed (spike windows outside its spikes, spikes that are not 1/4 of
-  the blur per side, a corrupt buffer) is counted, logged without flooding, and skipped: it is
+- a bundle that cannot be processed (spike windows outside its spikes, sizes that do not fit the
+  engine's calibration, a corrupt buffer) is counted, logged without flooding, and skipped: it is
   acknowledged like any other, so it is never redelivered and never stops the stream;
+- ``calibration`` (a calib.yaml/json; default none: the nominal 1/4 per side) sets how sizes are
+  checked (:func:`check_bundle_sizes`): with a homography the rig warped the blur onto 4x the
+  spike grid, so it must be exactly that; otherwise the calibration's ``scale``. A bundle naming
+  another calibration (``Bundle.calibration_id``) is refused the same way, and counted in
+  ``wrong_calibration`` too: deblurring it would pair the spikes with the wrong pixels. The file
+  is read when the node starts: a missing or malformed one is one error line naming it;
+- the bundle's ``sync`` report (a live rig's health) is copied into its Result for the display;
 - with the lossless policy a bundle is acknowledged only once its result has been handed on
   (the receiver acknowledges on the next ``recv``), so an engine killed mid-bundle gets it
   redelivered to its successor;
@@ -19,8 +26,9 @@ end of the stream:
   processing rate is below the rate of the bundles' sensor times it says so once, with both rates.
 
 Status counters sent with the engine's heartbeats (``Status.counters``, beside the channel's own):
-``bundles_in``, ``results_out``, ``errors`` (bundles that failed), ``bad_in`` (messages that did
-not decode), ``dropped_in`` and ``missed_in`` (stale bundles discarded by latest-wins, and gaps).
+``bundles_in``, ``results_out``, ``errors`` (bundles that failed), ``wrong_calibration`` (of those,
+bundles refused for naming another calibration), ``bad_in`` (messages that did not decode),
+``dropped_in`` and ``missed_in`` (stale bundles discarded by latest-wins, and gaps).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from spikereveal.calibration.model import Calibration, CalibrationError
+from spikereveal.calibration.model import Calibration, CalibrationError, load_calibration
 from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES, resolve_backend
 from spikereveal.engine.deblur import (
     DEFAULT_WEIGHTS,
@@ -64,13 +72,61 @@ NOMINAL = Calibration()
 #: How long one receive waits before the loop looks at the producer's state and heartbeats.
 IDLE_S = 0.1
 
+#: A rig with a homography warps the RGB onto this many times the spike grid per side
+#: (calibration/warp.py ``rgb_on_spike_grid``: the LDN's blur input).
+WARP_SCALE = 4
+
+
+class WrongCalibration(CalibrationError):
+    """A bundle made under another calibration than the engine's (``Bundle.calibration_id``)."""
+
+
+def load_engine_calibration(path: str | Path | None) -> Calibration | None:
+    """The engine's calibration from its file (None: no file, the nominal relation); the error
+    names the setting and the file."""
+    if path is None:
+        return None
+    try:
+        return load_calibration(path)
+    except CalibrationError as exc:
+        raise CalibrationError(f"calibration: {exc}") from None
+
 
 def check_bundle_sizes(bundle: Bundle, calibration: Calibration = NOMINAL) -> None:
-    """Raise CalibrationError (a ValueError) unless the spike frames fit the blur under ``calibration``."""
+    """Raise CalibrationError (a ValueError) unless the spike frames fit the blur under ``calibration``.
+
+    With a ``homography`` the rig has already warped the blur onto the spike grid, so the blur
+    must be exactly :data:`WARP_SCALE` times the spike size per side; without one the
+    calibration's own rule holds (``Calibration.check_sizes``: ``scale`` per side).
+    """
+    blur_hw = bundle.blur.shape[:2]
+    spike_hw = (bundle.geometry.height, bundle.geometry.width)
+    if calibration.homography is not None:
+        want = (spike_hw[0] * WARP_SCALE, spike_hw[1] * WARP_SCALE)
+        if tuple(blur_hw) != want:
+            raise CalibrationError(
+                f"bundle {bundle.seq}: RGB {blur_hw[0]}x{blur_hw[1]} is not {WARP_SCALE}x the spike frames "
+                f"{spike_hw[0]}x{spike_hw[1]} (expected {want[0]}x{want[1]}: calibration "
+                f"'{calibration.id}' has a homography, so the rig warps the RGB onto the spike grid)"
+            )
+        return
     try:
-        calibration.check_sizes(bundle.blur.shape[:2], (bundle.geometry.height, bundle.geometry.width))
+        calibration.check_sizes(blur_hw, spike_hw)
     except CalibrationError as exc:
         raise CalibrationError(f"bundle {bundle.seq}: {exc}") from None
+
+
+def check_bundle_calibration(bundle: Bundle, calibration: Calibration | None) -> None:
+    """Raise WrongCalibration when the engine has a calibration file and the bundle names another.
+
+    Without a file (``calibration`` None) the engine takes any bundle under the nominal relation.
+    """
+    if calibration is not None and bundle.calibration_id != calibration.id:
+        named = repr(bundle.calibration_id) if bundle.calibration_id else "none"
+        raise WrongCalibration(
+            f"bundle {bundle.seq}: made under calibration {named}, but this engine uses "
+            f"'{calibration.id}'; refused (give the engine the capture's calibration file)"
+        )
 
 
 def process_bundle(
@@ -82,6 +138,7 @@ def process_bundle(
     model: str | None = None,
     recv_t_ns: int | None = None,
     stamp_send: bool = True,
+    calibration: Calibration | None = None,
 ) -> Result:
     """Deblur one bundle into K sharp frames spread evenly over its exposure.
 
@@ -91,27 +148,37 @@ def process_bundle(
     the blur when ``send_blur``, ``model`` (default: the deblurrer's name), the bundle's sensor
     ``rgb_t_ns``, the bundle's estimated ``spike_density`` (engine/density.py), and the bundle's stamps
     followed by ``engine.recv`` (``recv_t_ns``, default now), ``engine.done`` (after the model)
-    and, if ``stamp_send``, ``engine.send`` (the node stamps that itself, right before sending).
+    and, if ``stamp_send``, ``engine.send`` (the node stamps that itself, right before sending),
+    and the bundle's ``sync`` report.
+    ``calibration``: the engine's (None: nominal sizes, any ``calibration_id``); a bundle naming
+    another id raises :class:`WrongCalibration`.
     Raises ValueError for a bundle that cannot be processed (sizes, windows outside the spikes).
     """
     recv_ns = time.monotonic_ns() if recv_t_ns is None else int(recv_t_ns)
-    check_bundle_sizes(bundle)
+    check_bundle_calibration(bundle, calibration)
+    check_bundle_sizes(bundle, NOMINAL if calibration is None else calibration)
     spikes = unpack_frames(bundle.spikes_packed, bundle.geometry)
     times = exposure_times(*bundle.exposure, k)
-    sharp = deblurrer.sequence(bundle.blur, spikes, bundle.exposure, times)
+    # A deblurrer that can make 8-bit frames directly (SDM) skips the float stack and its conversion.
+    direct = getattr(deblurrer, "sequence_uint8", None)
+    if direct is not None:
+        frames = direct(bundle.blur, spikes, bundle.exposure, times)
+    else:
+        frames = to_uint8(deblurrer.sequence(bundle.blur, spikes, bundle.exposure, times))
     done_ns = time.monotonic_ns()
     norm = getattr(deblurrer, "last_density", None)  # the LDN estimates it anyway; others: here
     density = norm.estimated if norm is not None else estimate_density(bundle.blur, spikes, bundle.exposure)
     result = Result(
         seq=bundle.seq,
         source_id=bundle.source_id,
-        frames=to_uint8(sharp),
+        frames=frames,
         spike_times=tuple(times),
         model=model or deblurrer.name,
         blur=bundle.blur if send_blur else None,
         stamps=(*bundle.stamps, ("engine.recv", recv_ns), ("engine.done", done_ns)),
         rgb_t_ns=bundle.rgb_t_ns,  # the display times playback and video by the sensor, not arrivals
         spike_density=density,
+        sync=bundle.sync,  # a live rig's health, for the display's summary
     )
     return result.stamped("engine.send") if stamp_send else result
 
@@ -186,6 +253,11 @@ class EngineNodeConfig:
     weights: Path | None = setting(
         None, help="LDN weights: a paper .pth, a .safetensors or 'default' (the project's own; the default)."
     )
+    calibration: Path | None = setting(
+        None,
+        help="Spike/RGB calibration file (YAML or JSON) the bundles must be made under "
+        "(default: none, spikes at 1/4 of the RGB size per side).",
+    )
     times: int = setting(5, help="Sharp frames K per bundle.", min=1, max=DEFAULT_LIMITS.max_times)
     threads: int | None = setting(None, help="CPU threads for the model (default: all cores).", min=1)
     send_blur: bool = setting(
@@ -259,6 +331,7 @@ class EngineReport(NodeReport):
     bundles_in: int = 0
     results_out: int = 0
     errors: int = 0
+    wrong_calibration: int = 0
     bad_in: int = 0
     dropped_in: int = 0
     missed_in: int = 0
@@ -271,7 +344,8 @@ class EngineReport(NodeReport):
         """One line for the log: counts, time and rate."""
         return (
             f"{self.final_state}: {self.bundles_in} bundles in, {self.results_out} results out "
-            f"({self.model}, {self.policy}), {self.errors} failed, {self.bad_in} bad messages, "
+            f"({self.model}, {self.policy}), {self.errors} failed "
+            f"({self.wrong_calibration} under another calibration), {self.bad_in} bad messages, "
             f"{self.dropped_in} dropped, {self.missed_in} missed, {self.unacknowledged} unacknowledged, "
             f"{self.elapsed_s:.1f} s, {self.rate_hz:.2f} results/s"
         )
@@ -316,9 +390,9 @@ def _backend_name(deblurrer: Deblurrer) -> str | None:
 class EngineNode:
     """One engine node; :meth:`run` serves bundles until its producer finishes or ``stop`` is set.
 
-    The model is built in the constructor (``deblurrer`` overrides it), before any socket opens,
-    so bad weights fail before a peer is kept waiting. Errors in the config or the endpoints
-    raise at once.
+    The calibration file is read and the model built in the constructor (``deblurrer``
+    overrides the model), before any socket opens, so a bad file or bad weights fail before a
+    peer is kept waiting. Errors in the config or the endpoints raise at once.
     """
 
     def __init__(
@@ -330,6 +404,7 @@ class EngineNode:
         deblurrer: Deblurrer | None = None,
     ) -> None:
         self.config, self.stop, self.ctx = config, stop, ctx
+        self.calibration = load_engine_calibration(config.calibration)
         self.deblurrer = deblurrer or build_deblurrer(config, stop)
         backend = _backend_name(self.deblurrer)
         if self.deblurrer.name != config.model_name:
@@ -338,7 +413,7 @@ class EngineNode:
             self.label = config.label_for(backend) if backend else config.model_label
         self.failures = RateLimitedLog(config.node, log)
         self.waiting = WaitNotice(config.node)
-        self.bundles_in = self.results_out = self.errors = 0
+        self.bundles_in = self.results_out = self.errors = self.wrong_calibration = 0
         self._t0 = time.monotonic()
         consequence = (
             "the latest policy drops the rest"
@@ -369,7 +444,13 @@ class EngineNode:
             receiver = open_receiver(config.policy, config.sub, **options)
             sender = open_sender(config.policy, config.pub, **options)
             log.info(
-                "%s: %s -> %s -> %s (%s)", config.node, config.sub, self.label, sender.endpoint, config.policy
+                "%s: %s -> %s -> %s (%s, calibration %s)",
+                config.node,
+                config.sub,
+                self.label,
+                sender.endpoint,
+                config.policy,
+                "nominal 1/4" if self.calibration is None else repr(self.calibration.id),
             )
             while not stop.is_set():
                 msg = receiver.recv(timeout_s=IDLE_S, stop=stop)
@@ -443,10 +524,12 @@ class EngineNode:
                 model=self.label,
                 recv_t_ns=recv_ns,
                 stamp_send=False,
+                calibration=self.calibration,
             )
         except (ValueError, RuntimeError) as exc:  # RuntimeError: a backend's own shape checks
             # Nothing to hand on: acknowledge it, never redeliver a poison bundle.
             self.errors += 1
+            self.wrong_calibration += isinstance(exc, WrongCalibration)
             self._failed(msg, exc)
             return False
         busy_s = (time.monotonic_ns() - recv_ns) / 1e9
@@ -484,6 +567,7 @@ class EngineNode:
             "bundles_in": self.bundles_in,
             "results_out": self.results_out,
             "errors": self.errors,
+            "wrong_calibration": self.wrong_calibration,
             "bad_in": c.bad,
             "dropped_in": c.dropped,
             "missed_in": c.missed,

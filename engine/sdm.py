@@ -63,3 +63,33 @@ def sdm_sequence(
     blur = blur_bgr.astype(np.float32) / np.float32(255.0)
     long = tfp_range(spikes, exposure[0], exposure[1])
     return np.stack([sdm(blur, tfp(spikes, t, short_window), long) for t in times])
+
+
+def sdm_sequence_uint8(
+    blur_bgr: np.ndarray,
+    spikes: np.ndarray,
+    exposure: tuple[int, int],
+    times: list[int],
+    short_window: int = SDM_SHORT_WINDOW,
+) -> np.ndarray:
+    """:func:`sdm_sequence` straight to 8 bits: (K, H, W, 3) uint8, rounded and clipped.
+
+    The live path's form: no (K, H, W, 3) float stack is built and converted afterwards. The
+    blur stays in 0..255, TFP_long is upsampled and inverted once per exposure, and each time's
+    ratio map is applied by one saturating OpenCV multiply. It equals
+    ``to_uint8(sdm_sequence(...))`` to within one grey level (``a * (1 / b)`` against ``a / b``
+    and one rounding instead of two).
+    """
+    if blur_bgr.ndim != 3:
+        raise ValueError(f"blur must be (H, W, C), got shape {blur_bgr.shape}")
+    height, width = blur_bgr.shape[:2]
+    blur = blur_bgr.astype(np.float32)
+    long = upsample(tfp_range(spikes, exposure[0], exposure[1]), height, width)
+    inverse = np.zeros_like(long)
+    np.divide(np.float32(1.0), long, out=inverse, where=long > 0)
+    out = np.empty((len(times), height, width, blur.shape[2]), dtype=np.uint8)
+    for k, t in enumerate(times):
+        ratio = upsample(tfp(spikes, t, short_window), height, width)  # a fresh array: scaled in place
+        ratio *= inverse
+        cv2.multiply(blur, cv2.merge([ratio] * blur.shape[2]), dst=out[k], dtype=cv2.CV_8U)
+    return out

@@ -17,7 +17,10 @@ With ``record`` both happen. The node ends when its producer reports the state `
 and nothing is left to play (unless ``exit_on_finish`` is off), on SIGINT/SIGTERM (the loop checks
 its :class:`~spikereveal.stream.transport.StopFlag`), or on ``q``/Esc; every way out closes the
 video properly (a killed writer leaves an unplayable .mp4) and writes the JSON summary:
-``LatencyStats.summary()`` plus the channel counters, frames written and output paths.
+``LatencyStats.summary()`` plus the channel counters, frames written and output paths. A live
+source's sync report, which each result carries (``Result.sync``), goes to the summary's ``sync``
+section (the latest report and totals); with several engines (``sub`` lists one endpoint each,
+merged by ``stream/pool.py``'s PoolReceiver) the reorder buffer's counters go to ``reorder``.
 A malformed message is counted by the receiver and never reaches this loop. Each capture is shown
 once (``stream.nodes.OnceFilter``): a result that comes again after its producer restarted (lossless
 delivery is at-least-once across a restart) is discarded and counted, as ``duplicates`` in the
@@ -59,7 +62,7 @@ from spikereveal.stream.player import (
     overlay_lines,
     window_limits,
 )
-from spikereveal.stream.pool import open_results_receiver
+from spikereveal.stream.pool import PoolReceiver, open_results_receiver
 from spikereveal.stream.protocol import Result
 from spikereveal.stream.settings import setting, validate
 from spikereveal.stream.transport import POLICIES, Receiver, StopFlag
@@ -550,6 +553,7 @@ class DisplayNode:
         stamps = (*result.stamps, (RECV_STAGE, t_ns))
         self.stats.mark_in(t_ns)
         self.stats.add(stamps, frames=result.k)
+        self.stats.note_sync(result.sync)
         self._last_latency_ms = (t_ns - stamps[0][1]) / 1e6 if len(stamps) > 1 else None
         self.run_info.results += 1
         self.run_info.k = result.k
@@ -668,6 +672,8 @@ class DisplayNode:
             rgb_fps=recording.rgb_fps if recording.rgb_fps is not None else self.playback.rgb_fps,
             video_fps=recording.video_fps,
             counters=receiver.counters.as_dict(),
+            # An engine pool's results merged back in order: how much reordering that took.
+            reorder=receiver.reorder.as_dict() if isinstance(receiver, PoolReceiver) else None,
             outputs={
                 "video": None if video is None else str(video.path),
                 "video_frames": 0 if video is None else video.frames_written,

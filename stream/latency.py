@@ -7,6 +7,11 @@ which records the time between consecutive stamps (``"capture.send->engine.recv"
 end (first stamp to last). The first ``warmup`` messages are left out of the percentiles, as
 Holoscan's data-flow tracker does: they pay for connection set-up, page faults and lazy
 initialisation, not for the steady state the numbers should describe.
+
+A live source's sync report (``Result.sync``, the flat mapping of capture/sync.py, forwarded by
+the engine) goes to :meth:`LatencyStats.note_sync`; the summary's ``sync`` section holds the latest
+report and totals over the run (skipped exposures by reason, lost blocks, the clock residual),
+which add up across a source that was opened again (its running counts start from 0 again).
 """
 
 from __future__ import annotations
@@ -47,6 +52,78 @@ def _rate_hz(times_ns: Sequence[int]) -> float | None:
     return (len(times_ns) - 1) * 1e9 / (times_ns[-1] - times_ns[0])
 
 
+#: Sync report fields that are not running counts (a level now, not a total so far).
+_SYNC_LEVELS = frozenset({"offset_residual_ns", "rate_hz", "drift_ppm", "coverage_wait_ns"})
+_SKIPPED = "skipped."
+
+
+class SyncTotals:
+    """A live source's sync reports (flat name -> number mappings, capture/sync.py) over a run.
+
+    Each report holds running counts since its source opened, so within one source the latest
+    says it all; a report whose ``exposures`` went back means the source was opened again (a
+    looped or restarted rig), and the counts so far are carried into the totals.
+
+    Examples:
+        >>> totals = SyncTotals()
+        >>> totals.add({"exposures": 5, "lost_blocks": 1, "skipped.lost_block": 2, "offset_residual_ns": 900.0})
+        >>> totals.add({"exposures": 2, "lost_blocks": 0, "skipped.lost_block": 1, "offset_residual_ns": 300.0})
+        >>> t = totals.summary()["totals"]
+        >>> t["exposures"], t["lost_blocks"], t["skipped"], t["offset_residual_max_ns"]
+        (7, 1, {'lost_block': 3}, 900.0)
+    """
+
+    def __init__(self) -> None:
+        self.reports = 0
+        self.restarts = 0
+        self.latest: dict[str, int | float] | None = None
+        self._carried: dict[str, int | float] = {}  # counts of sources opened before the current one
+        self._residual_max = 0.0
+
+    def add(self, sync: Mapping[str, int | float]) -> None:
+        """One report (empty: ignored)."""
+        if not sync:
+            return
+        report = dict(sync)
+        previous = self.latest
+        if previous is not None and report.get("exposures", 0) < previous.get("exposures", 0):
+            self.restarts += 1
+            for key, value in previous.items():
+                if key not in _SYNC_LEVELS:
+                    self._carried[key] = self._carried.get(key, 0) + value
+        self.latest = report
+        self.reports += 1
+        self._residual_max = max(self._residual_max, float(report.get("offset_residual_ns", 0.0)))
+
+    def totals(self) -> dict[str, Any]:
+        """Counts over the run: ``exposures``, ``skipped`` (reason -> n), ``skipped_total``,
+        ``lost_blocks``, ``missing_frames``, ``dropped_frames``, ``clock_jumps``, the other
+        counts, ``offset_residual_ns`` (latest) and ``offset_residual_max_ns``, ``restarts``."""
+        latest = self.latest or {}
+        counts = {
+            key: self._carried.get(key, 0) + latest.get(key, 0)
+            for key in dict.fromkeys([*latest, *self._carried])
+            if key not in _SYNC_LEVELS
+        }
+        skipped = {k[len(_SKIPPED) :]: n for k, n in counts.items() if k.startswith(_SKIPPED)}
+        out: dict[str, Any] = {k: n for k, n in counts.items() if not k.startswith(_SKIPPED)}
+        out.update(
+            skipped=skipped,
+            skipped_total=sum(skipped.values()),
+            lost_blocks=out.get("lost_blocks", 0),
+            offset_residual_ns=float(latest.get("offset_residual_ns", 0.0)),
+            offset_residual_max_ns=self._residual_max,
+            restarts=self.restarts,
+        )
+        return out
+
+    def summary(self) -> dict[str, Any] | None:
+        """``{"reports", "latest", "totals"}``, or None when no report came (a recording)."""
+        if self.latest is None:
+            return None
+        return {"reports": self.reports, "latest": dict(self.latest), "totals": self.totals()}
+
+
 class LatencyStats:
     """Per-stage and end-to-end latency percentiles, rates in and out, drops and bad messages.
 
@@ -70,7 +147,7 @@ class LatencyStats:
         self.dropped = 0
         self.missed = 0
         self.bad = 0
-        self.sync: dict[str, int | float] | None = None  # a live rig's latest sync report (Bundle.sync)
+        self.sync = SyncTotals()  # a live rig's sync reports (Result.sync)
         self.negative = 0  # stamp pairs that went backwards (clock misuse); not recorded
         self._started_ns = time.monotonic_ns()
 
@@ -125,9 +202,8 @@ class LatencyStats:
         self.bad += bad
 
     def note_sync(self, sync: Mapping[str, int | float]) -> None:
-        """Keep a live rig's sync report (running totals, so the latest says it all); empty: ignored."""
-        if sync:
-            self.sync = dict(sync)
+        """Add a live source's sync report (``Result.sync``); empty (a recording): ignored."""
+        self.sync.add(sync)
 
     def last_ms(self, stage: str = END_TO_END) -> float | None:
         """The most recent sample of ``stage`` in ms (for an on-screen overlay), or None."""
@@ -159,7 +235,7 @@ class LatencyStats:
             "dropped": self.dropped,
             "missed": self.missed,
             "bad_messages": self.bad,
-            "sync": self.sync,
+            "sync": self.sync.summary(),
             "negative_intervals": self.negative,
             "elapsed_s": (time.monotonic_ns() - self._started_ns) / 1e9,
         }
@@ -228,13 +304,18 @@ def format_summary(s: dict) -> str:
         f"{rates}; dropped {s['dropped']}, missed {s['missed']}, bad {s['bad_messages']}".lstrip("; ")
     )
     sync = s.get("sync")
-    if sync:
-        skipped = {k.split(".", 1)[1]: v for k, v in sync.items() if k.startswith("skipped.") and v}
+    if sync and isinstance(sync.get("totals"), dict):
+        t = sync["totals"]
+        skipped = {k: v for k, v in t.get("skipped", {}).items() if v}
         reasons = ", ".join(f"{k} {v}" for k, v in skipped.items()) or "none"
         lines.append(
-            f"sync: {sync.get('exposures', 0)} exposures, skipped {sum(skipped.values())} ({reasons}); "
-            f"missing spike frames {sync.get('missing_frames', 0)} in {sync.get('lost_blocks', 0)} lost blocks, "
-            f"clock jumps {sync.get('clock_jumps', 0)}, RGB frames dropped {sync.get('dropped_frames', 0)}, "
-            f"clock residual {sync.get('offset_residual_ns', 0) / 1e3:.1f} us"
+            f"sync: {t.get('exposures', 0)} exposures, skipped {sum(skipped.values())} ({reasons}); "
+            f"missing spike frames {t.get('missing_frames', 0)} in {t.get('lost_blocks', 0)} lost blocks, "
+            f"clock jumps {t.get('clock_jumps', 0)}, RGB frames dropped {t.get('dropped_frames', 0)}, "
+            f"clock residual {t.get('offset_residual_ns', 0) / 1e3:.1f} us "
+            f"(max {t.get('offset_residual_max_ns', 0) / 1e3:.1f} us)"
         )
+    reorder = s.get("reorder")
+    if reorder:
+        lines.append("engine pool: " + ", ".join(f"{k} {v}" for k, v in reorder.items()))
     return "\n".join(lines)

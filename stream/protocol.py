@@ -242,7 +242,9 @@ class Result:
     sensor time of the RGB exposure (its spacing is the RGB frame rate, whatever the engine's
     speed; 0 = unknown, and absent from the header of older senders); ``spike_density``: the
     spikes per frame per unit grey the engine estimated from the bundle (engine/density.py;
-    >= 0, 0 = unknown, absent from the header of older senders).
+    >= 0, 0 = unknown, absent from the header of older senders); ``sync``: the source bundle's
+    ``sync`` report, forwarded so the display can summarise a live rig's health (empty for
+    recordings, and absent from the header when empty or from older senders).
     """
 
     kind: ClassVar[str] = "result"
@@ -257,9 +259,12 @@ class Result:
     stamps: tuple[tuple[str, int], ...] = ()
     rgb_t_ns: int = 0
     spike_density: float = 0.0
+    #: The source bundle's sync report (``Bundle.sync``): name -> number; empty otherwise.
+    sync: Mapping[str, int | float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _set(self, "seq", _int("result.seq", self.seq, 0))
+        _set(self, "sync", _counters("result.sync", self.sync))
         _set(self, "rgb_t_ns", _int("result.rgb_t_ns", self.rgb_t_ns))
         density = _float("result.spike_density", self.spike_density)
         if density < 0:
@@ -424,7 +429,7 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
 }
 #: Keys a header may leave out (added after v1 shipped; a missing one takes the field's default).
 _OPTIONAL_HEADER_KEYS: dict[str, frozenset[str]] = {
-    "result": frozenset({"rgb_t_ns", "spike_density"}),
+    "result": frozenset({"rgb_t_ns", "spike_density", "sync"}),
     "bundle": frozenset({"sync"}),
 }
 
@@ -501,6 +506,8 @@ def _header_of(msg: Message, buffers: list[tuple[str, np.ndarray]]) -> dict[str,
             rgb_t_ns=msg.rgb_t_ns,
             spike_density=msg.spike_density,
         )
+        if msg.sync:
+            header["sync"] = dict(msg.sync)
     elif isinstance(msg, Status):
         header.update(
             node=msg.node,
@@ -747,6 +754,7 @@ def _build(kind: str, h: dict[str, Any], arrays: dict[str, np.ndarray], limits: 
             stamps=_stamps("result.stamps", h["stamps"], limits.max_stamps),
             rgb_t_ns=h.get("rgb_t_ns", 0),
             spike_density=h.get("spike_density", 0.0),
+            sync=_counters("result.sync", h.get("sync", {}), limits.max_counters),
         )
     if kind == "status":
         return Status(

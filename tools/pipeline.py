@@ -75,20 +75,37 @@ def check_run(config: RunConfig) -> None:
     """Refuse, before any process starts, a run whose nodes would fail at once: one error line.
 
     The node configs were validated when they were built (types, choices, ranges, the video
-    container). This checks what needs the file system: the calibration file, the source URI
-    and its sizes (a simulated source checks them when opened; a recording's first exposure
-    is read and its spike frames must fit its RGB frames), and the LDN's weights.
+    container). This checks what needs the file system: the calibration files (the capture's,
+    the source's own, the engine's: their ids must agree, or the engine would refuse every
+    bundle), the source URI and its sizes (a simulated source checks them when opened; a
+    recording's first exposure is read and its spike frames must fit its RGB frames; a live
+    source is only opened, as reading it would wait for its sensors), and the LDN's weights.
     """
-    from spikereveal.calibration.model import Calibration, load_calibration
+    from spikereveal.calibration.model import Calibration, CalibrationError, load_calibration
+    from spikereveal.capture.node import resolve_calibration_id
     from spikereveal.capture.sources import SimulatedSource, open_source
     from spikereveal.engine.deblur import is_default_weights, ldn_weights
     from spikereveal.stream.errors import SpikeRevealError
 
     capture, engine = config.capture, config.engine
     calibration = None if capture.calibration is None else load_calibration(capture.calibration)
+    engine_calibration = None
+    if engine.calibration is not None:
+        try:
+            engine_calibration = load_calibration(engine.calibration)
+        except CalibrationError as exc:
+            raise RunConfigError(f"engine.calibration: {exc}") from None
     source = open_source(capture.source, flip=capture.flip, calibration=calibration)
     try:
-        if not isinstance(source, SimulatedSource):  # the simulator's sizes fit by construction
+        bundle_id = resolve_calibration_id(calibration, source, capture.calibration)
+        if engine_calibration is not None and bundle_id != engine_calibration.id:
+            raise RunConfigError(
+                f"engine.calibration: {engine.calibration} has id {engine_calibration.id!r}, but the "
+                f"capture's bundles carry {bundle_id or 'no calibration'!r}; the engine would refuse "
+                "them all (give both the same calibration file)"
+            )
+        live = getattr(source, "live", False)
+        if not isinstance(source, SimulatedSource) and not live:  # the simulator fits by construction
             first = next(iter(source), None)
             if first is not None:
                 sample = first.sample

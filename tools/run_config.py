@@ -18,6 +18,16 @@ Example ``rig.yaml``::
     capture: {source: "gopro:/data/GOPRO/test", rate: realtime, loop: false}
     engine:  {model: ldn, weights: weights/ldn.safetensors, backend: onnxruntime, times: 5}
     display: {window: true, record: out/run.mp4, summary: out/latency.json}
+
+A live rig may be described in the same file: a ``rig:`` section holds the keys of a rig file
+(capture/rig.py ``load_rig_config``: ``rgb``, ``spikes``, ``calibration``, ``margin_frames``...),
+its relative paths relative to this file, and becomes the capture source, as if
+``--source rig:FILE`` named a rig file (the capture node reads the section from this file).
+A ``rig:`` section and a source (``capture.source`` or ``--source``) together are an error::
+
+    policy: latest
+    rig: {rgb: cam.avi, spikes: "spikes:file:spikes.dat?size=120x160&rate=20000", calibration: calib.yaml}
+    engine: {calibration: calib.yaml}
 """
 
 from __future__ import annotations
@@ -79,6 +89,9 @@ class RunConfig:
     capture: CaptureNodeConfig = field(default_factory=_default_capture)
     engine: EngineNodeConfig = field(default_factory=EngineNodeConfig)
     display: DisplayConfig = field(default_factory=_default_display)
+    #: The run file whose ``rig:`` section is the capture source (``capture.source`` is
+    #: ``rig:`` this file); None when the source is given otherwise.
+    rig: Path | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -89,6 +102,11 @@ class RunConfig:
         for key, value in overrides.items():
             if value is None:
                 continue
+            if key == "capture.source" and self.rig is not None:
+                raise RunConfigError(
+                    f"{self.rig}: the rig: section is the capture source; drop it or the source "
+                    f"({value!r}), not both"
+                )
             section, _, name = key.rpartition(".")
             if section:
                 updated = dataclasses.replace(getattr(config, section), **{name: value})
@@ -148,13 +166,36 @@ def load_run_config(path: str | Path) -> RunConfig:
     if not isinstance(data, dict):
         raise RunConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     top = [f.name for f, _ in settings_of(RunConfig)]
-    _unknown(str(path), data, [*top, "endpoints", *SECTIONS])
+    _unknown(str(path), data, [*top, "endpoints", "rig", *SECTIONS])
     defaults = RunConfig()
     sections = {
         name: _section(name, getattr(defaults, name), data.get(name), path)
         for name in ("endpoints", *SECTIONS)
     }
+    rig = None
+    if "rig" in data:
+        rig = _rig_section(path, data)
+        sections["capture"] = dataclasses.replace(sections["capture"], source=f"rig:{rig}")
     try:
-        return RunConfig(**{k: data[k] for k in top if k in data}, **sections)
+        return RunConfig(**{k: data[k] for k in top if k in data}, **sections, rig=rig)
     except SpikeRevealError as exc:
         raise RunConfigError(f"{path}: {exc}") from None
+
+
+def _rig_section(path: Path, data: dict[str, Any]) -> Path:
+    """The run file (absolute) whose ``rig:`` section is checked now, so its errors come first."""
+    from spikereveal.capture.rig import load_rig_config
+
+    capture = data.get("capture")
+    if isinstance(capture, dict) and "source" in capture:
+        raise RunConfigError(
+            f"{path}: a rig: section and capture.source ({capture['source']!r}) together; "
+            "the rig section is the capture source: keep one"
+        )
+    if not isinstance(data["rig"], dict):
+        raise RunConfigError(
+            f"{path}: rig: expected a mapping of rig keys (rgb, spikes, ...), got {type(data['rig']).__name__}"
+        )
+    path = path.resolve()  # the capture node may start elsewhere; relative keys stay relative to it
+    load_rig_config(path)  # SourceError naming the file and the key
+    return path

@@ -3,6 +3,7 @@ turns a real MP4 into captures, through open_source and through the capture node
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from spikereveal.capture.live_sim import LiveSimSource, LiveSpikeSimulator, fire_interpolated, rgb_to_grey
-from spikereveal.capture.node import CaptureNodeConfig
+from spikereveal.capture.node import CaptureNodeConfig, bundle_from_capture
 from spikereveal.capture.rgb_camera import RgbFrame
 from spikereveal.capture.sources import SourceError, open_source
 from spikereveal.capture.spike_camera import SpikeCamera
@@ -132,3 +133,36 @@ def test_bad_livesim_uris_are_one_clear_error(tmp_path: Path, query: str, messag
 def test_livesim_camera_that_cannot_be_opened_names_it() -> None:
     with pytest.raises(SourceError, match="camera device '57'"):
         open_source("livesim:57")
+
+
+def test_livesim_captures_carry_a_sync_report_that_looping_keeps(tmp_path: Path) -> None:
+    from spikereveal.capture.sources import looped
+
+    # GIVEN a 6-frame video replayed by livesim, looped twice
+    video = write_video(tmp_path / "bar.mp4")
+    uri = f"livesim:{video}?size=16x24&rate=20000&exposure_ms=20&realtime=0"
+    captures = list(itertools.islice(looped(lambda: open_source(uri), True), 10))
+    # THEN every capture has a report: exposures so far (this one included), nothing lost or skipped
+    reports = [c.sync for c in captures]
+    assert all(r is not None for r in reports)
+    assert [r.exposures for r in reports] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]  # the second pass: anew
+    assert [c.index for c in captures] == list(range(10))  # while the stream's numbers keep rising
+    last = reports[-1]
+    assert last.lost_blocks == 0 and last.missing_frames == 0 and last.skipped_total == 0
+    assert last.rate_hz == 20_000.0 and last.dropped_frames == 0 and last.offset_residual_ns == 0.0
+    # AND the report travels in the bundle as the flat mapping
+    bundle = bundle_from_capture(captures[2], "livesim")
+    assert bundle.sync["exposures"] == 3 and bundle.sync["skipped.no_coverage"] == 0
+
+
+def test_livesim_exposures_shorter_than_a_spike_frame_are_skipped_as_no_coverage(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "bar.mp4", n=4)
+    source = open_source(f"livesim:{video}?size=16x24&rate=1000&exposure_ms=0.1&realtime=0")
+    # 0.1 ms at 1 kHz: most exposures hold no spike frame centre (which ones depends on the phase)
+    captures = list(source)
+    source.close()
+    report = source.tally.report()
+    assert source.skipped >= 2 and report.skipped["no_coverage"] == source.skipped
+    assert report.exposures == len(captures) and len(captures) + source.skipped in (3, 4)  # 1 pending
+    for capture in captures:
+        assert capture.sync is not None and capture.sync.skipped["no_coverage"] <= source.skipped

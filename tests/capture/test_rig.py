@@ -246,3 +246,68 @@ def test_bundles_carry_the_sync_report_over_the_wire():
     bundle = decode(encode(bundle_from_capture(caps[-1], rig.source_id)))
     assert SyncReport.from_dict(bundle.sync, "bundle.sync") == caps[-1].sync
     assert bundle.sync["skipped.lost_block"] >= 1 and bundle.sync["missing_frames"] == 30
+
+
+# -- the calibration id travels with the rig's bundles ---------------------------------------------
+
+
+def test_rig_exposes_its_calibration_id_and_the_node_takes_it() -> None:
+    from spikereveal.calibration.model import Calibration, CalibrationError
+    from spikereveal.capture.node import resolve_calibration_id
+
+    spikes = CallbackSpikeSource(SpikeGeometry(H, W, flip=False), RATE)
+    rig = RigSource(rgb_frames(1), spikes, calibration=Calibration(id="rig-9"))
+    plain = RigSource(rgb_frames(1), CallbackSpikeSource(SpikeGeometry(H, W, flip=False), RATE))
+    assert rig.calibration_id == "rig-9" and plain.calibration_id == ""
+    # the node's own file wins where the source has none; the source's id where the node has none
+    assert resolve_calibration_id(None, rig) == "rig-9" and resolve_calibration_id(None, plain) == ""
+    assert resolve_calibration_id(Calibration(id="rig-9"), rig) == "rig-9"
+    assert resolve_calibration_id(Calibration(id="lab"), plain) == "lab"
+    with pytest.raises(
+        CalibrationError, match=r"c\.yaml has id 'lab' but the source rig applies calibration 'rig-9'"
+    ):
+        resolve_calibration_id(Calibration(id="lab"), rig, "c.yaml")
+    rig.close()
+    plain.close()
+
+
+def test_capture_node_sends_the_rig_calibration_id_and_sync_in_every_bundle(tmp_path: Path) -> None:
+    from spikereveal.capture.node import CaptureNodeConfig
+    from spikereveal.capture.sync import SyncReport
+    from spikereveal.stream.transport import free_tcp_endpoint
+    from tests.capture.rig_harness import SPIKE_HW, SpikeFileWriter, rig_keys
+    from tests.capture.test_node import run_capture_in_thread
+
+    # GIVEN a rig file: a 3x video warped by its calibration, spikes from a file growing at 2 kHz
+    (tmp_path / "rig.yaml").write_text(rig_keys(tmp_path, frames=6))
+    config = CaptureNodeConfig(f"rig:{tmp_path / 'rig.yaml'}", pub=free_tcp_endpoint(), policy="lossless")
+    with SpikeFileWriter(tmp_path / "spikes.dat"):
+        time.sleep(0.3)  # the camera has been streaming a while before the RGB side starts
+        # WHEN the capture node (without a calibration file of its own) sends its bundles
+        got, report, _ = run_capture_in_thread(config)
+    # THEN every bundle names the rig's calibration, carries its sync report, and is warped to 4x
+    assert got and report.bundles_sent == len(got)
+    for bundle in got:
+        assert bundle.calibration_id == "rig-test"
+        assert bundle.blur.shape == (4 * SPIKE_HW[0], 4 * SPIKE_HW[1], 3)
+    last = SyncReport.from_dict(got[-1].sync, "bundle.sync")
+    assert last.exposures == len(got) and last.exposures + last.skipped_total <= 6
+
+
+def test_capture_node_with_a_different_calibration_file_fails_at_start(tmp_path: Path) -> None:
+    from spikereveal.calibration.model import Calibration, CalibrationError, save_calibration
+    from spikereveal.capture.node import CaptureNodeConfig, run_capture
+    from spikereveal.stream.transport import StopFlag, free_tcp_endpoint
+    from tests.capture.rig_harness import rig_keys
+
+    (tmp_path / "rig.yaml").write_text(rig_keys(tmp_path, frames=2))
+    other = save_calibration(tmp_path / "other.json", Calibration(id="bench-2"))
+    pub = free_tcp_endpoint()
+    config = CaptureNodeConfig(f"rig:{tmp_path / 'rig.yaml'}", pub=pub, calibration=other)
+    with pytest.raises(
+        CalibrationError, match=r"other\.json has id 'bench-2' but .* applies calibration 'rig-test'"
+    ):
+        run_capture(config, StopFlag())
+    port = int(pub.rsplit(":", 1)[1])
+    with socket.socket() as s:  # nothing was bound: the error came before the socket
+        s.bind(("127.0.0.1", port))

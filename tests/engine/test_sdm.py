@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikereveal.engine.sdm import sdm, sdm_ratio, sdm_sequence
+from spikereveal.engine.deblur import SDMDeblurrer, to_uint8
+from spikereveal.engine.sdm import sdm, sdm_ratio, sdm_sequence, sdm_sequence_uint8
 
 
 def test_static_scene_gives_back_the_blur():
@@ -50,3 +51,20 @@ def test_spike_maps_are_upsampled_to_the_blur():
     out = sdm(blur, short, np.full((4, 6), 0.5, np.float32))
     assert out.shape == (16, 24, 3)
     assert out[:, :8].max() == 0.0 and np.allclose(out[:, 16:], 2.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), density=st.floats(0.05, 0.95))
+def test_uint8_path_matches_the_float_reference_within_one_level(seed, density):
+    """The engine's 8-bit SDM is the float SDM rounded and clipped, to within one grey level."""
+    rng = np.random.default_rng(seed)
+    blur = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    spikes = (rng.random((60, 6, 8)) < density).astype(np.uint8)
+    spikes[:, :2, :2] = 0  # a corner that never fires: 0 there, as in the reference
+    times = [10, 25, 49]
+    ref = to_uint8(sdm_sequence(blur, spikes, (5, 54), times))
+    got = sdm_sequence_uint8(blur, spikes, (5, 54), times)
+    assert got.dtype == np.uint8 and got.shape == ref.shape
+    assert int(np.abs(got.astype(int) - ref.astype(int)).max()) <= 1
+    assert (got[:, 0, 0] == 0).all()
+    assert (SDMDeblurrer().sequence_uint8(blur, spikes, (5, 54), times) == got).all()

@@ -223,6 +223,7 @@ def test_lossless_every_frame_is_written_in_order_and_finished_exits_0(tmp_path:
     assert {"capture.read->engine.send", "engine.send->display.recv"} <= set(summary["stages"])
     assert summary["end_to_end"]["p50_ms"] >= 0 and summary["bad_messages"] == 0
     assert summary["counters"]["received"] == n and summary["dropped"] == 0
+    assert summary["reorder"] is None and summary["sync"] is None  # one engine, a replay: neither
     out = display.log()
     assert "end_to_end" in out and "finished" in out  # LatencyStats.format() and the last line
 
@@ -587,3 +588,43 @@ def test_writable_fps_fits_the_mpeg4_time_base(fps: float, expected: float) -> N
     from spikereveal.stream.display import writable_fps
 
     assert writable_fps(fps) == pytest.approx(expected)
+
+
+def test_an_engine_pool_reorder_counters_and_the_sync_section_reach_the_summary(
+    tmp_path: Path, start_display
+) -> None:
+    # GIVEN two engines' results channels, results carrying a live rig's sync report
+    summary_path = tmp_path / "latency.json"
+
+    def with_sync(seq: int) -> Result:
+        sync = {"exposures": seq + 1, "lost_blocks": seq // 2, "skipped.clock_jump": 1,
+                "offset_residual_ns": 100.0 * (3 - seq)}  # fmt: skip
+        return dataclasses.replace(make_result(seq), sync=sync)
+
+    results = [with_sync(seq) for seq in range(4)]
+    a = LosslessSender(free_tcp_endpoint(), node="engine-0", role="engine", heartbeat_s=0.2)
+    b = LosslessSender(free_tcp_endpoint(), node="engine-1", role="engine", heartbeat_s=0.2)
+    with a, b:
+        display = start_display(
+            "--sub", f"{a.endpoint},{b.endpoint}", "--no-window", "--record", tmp_path / "run.mp4",
+            "--summary", summary_path, "--warmup", 0, "--rgb-fps", 10,
+        )  # fmt: skip
+        # WHEN engine-1 finishes 3 before engine-0 finishes 2 (the display must hold 3 for it)
+        send_all(a, [results[0]])
+        send_all(b, [results[1], results[3]])
+        send_all(a, [results[2]])
+        a.close(final_state="finished")
+        b.close(final_state="finished")
+        assert display.wait() == 0, display.log()
+    # THEN the summary has the pool's reorder counters and the sync section
+    summary = json.loads(summary_path.read_text())
+    assert summary["results"] == 4
+    reorder = summary["reorder"]
+    assert set(reorder) == {"reordered", "held_max", "gaps", "duplicates", "late"}
+    assert reorder["reordered"] == 1 and reorder["gaps"] == 0 and reorder["late"] == 0
+    sync = summary["sync"]
+    assert sync["reports"] == 4 and sync["latest"] == dict(results[3].sync)  # shown in order: 3 last
+    totals = sync["totals"]
+    assert totals["exposures"] == 4 and totals["lost_blocks"] == 1 and totals["skipped"] == {"clock_jump": 1}
+    assert totals["offset_residual_ns"] == 0.0 and totals["offset_residual_max_ns"] == 300.0
+    assert "sync: 4 exposures, skipped 1 (clock_jump 1)" in display.log()

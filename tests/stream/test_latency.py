@@ -156,6 +156,36 @@ def test_sync_report_in_summary_and_text() -> None:
     stats.note_sync({"exposures": 9, "missing_frames": 40, "lost_blocks": 1, "skipped.lost_block": 2})
     stats.add([("capture.read", 0), ("display.shown", 5_000_000)])
     summary = json.loads(json.dumps(stats.summary()))
-    assert summary["sync"]["skipped.lost_block"] == 2
+    assert summary["sync"]["latest"]["skipped.lost_block"] == 2 and summary["sync"]["reports"] == 1
+    assert summary["sync"]["totals"]["skipped"] == {"lost_block": 2}
     text = stats.format()
     assert "sync: 9 exposures, skipped 2 (lost_block 2)" in text and "40 in 1 lost blocks" in text
+
+
+def test_sync_totals_add_up_across_a_reopened_source_and_keep_the_worst_residual() -> None:
+    # GIVEN reports of a rig that ran 3 exposures, then was opened again (counts from 0) for 2
+    stats = LatencyStats(warmup=0)
+    reports = [
+        {"exposures": 1, "lost_blocks": 0, "skipped.no_coverage": 1, "offset_residual_ns": 2_000.0},
+        {
+            "exposures": 3,
+            "lost_blocks": 1,
+            "skipped.no_coverage": 1,
+            "skipped.lost_block": 2,
+            "offset_residual_ns": 9_000.0,
+        },
+        {"exposures": 1, "lost_blocks": 0, "skipped.no_coverage": 0, "offset_residual_ns": 1_000.0},
+        {"exposures": 2, "lost_blocks": 2, "skipped.evicted": 1, "offset_residual_ns": 4_000.0},
+    ]
+    for report in reports:
+        stats.note_sync(report)
+    # WHEN the summary is made
+    sync = json.loads(json.dumps(stats.summary()))["sync"]
+    # THEN the latest report is there as sent, and the totals cover both openings
+    assert sync["latest"] == reports[-1] and sync["reports"] == 4
+    totals = sync["totals"]
+    assert totals["exposures"] == 5 and totals["lost_blocks"] == 3 and totals["restarts"] == 1
+    assert totals["skipped"] == {"no_coverage": 1, "lost_block": 2, "evicted": 1}
+    assert totals["skipped_total"] == 4
+    assert totals["offset_residual_ns"] == 4_000.0 and totals["offset_residual_max_ns"] == 9_000.0
+    assert "sync: 5 exposures, skipped 4" in stats.format() and "(max 9.0 us)" in stats.format()

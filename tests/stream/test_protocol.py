@@ -114,6 +114,27 @@ def test_bundle_sync_round_trip_and_checks() -> None:
         dataclasses.replace(make_bundle(), sync={"x": None})
 
 
+def test_result_sync_round_trip_and_old_headers_still_decode() -> None:
+    # GIVEN a result carrying a rig's sync report (forwarded from its bundle)
+    sync = {"exposures": 12, "offset_residual_ns": 430.25, "skipped.clock_jump": 2, "lost_blocks": 1}
+    result = dataclasses.replace(make_result(), sync=sync)
+    frames = [bytes(f) for f in encode(result)]
+    # THEN it comes back as sent, numbers keeping their kind
+    out = decode(frames)
+    assert isinstance(out, Result) and out.sync == sync
+    assert isinstance(out.sync["exposures"], int) and isinstance(out.sync["offset_residual_ns"], float)
+    # AND a result without one leaves the key out, and a header from before the field decodes to {}
+    plain = encode(make_result())
+    assert "sync" not in header_of(plain) and decode(plain).sync == {}
+    old = with_header(frames, sync=_DELETE, rgb_t_ns=_DELETE, spike_density=_DELETE)
+    assert decode(old).sync == {} and decode(old).seq == result.seq
+    # AND a bad report is one error naming the field
+    expect_error(with_header(frames, sync={"exposures": "many"}), "result.sync", "'many'")
+    expect_error(with_header(frames, sync=[1]), "result.sync", "a map")
+    with pytest.raises(ProtocolError, match="result.sync"):
+        dataclasses.replace(make_result(), sync={"x": None})
+
+
 def test_result_round_trip_with_and_without_blur() -> None:
     for with_blur in (True, False):
         result = make_result(with_blur=with_blur)

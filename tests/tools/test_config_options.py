@@ -37,7 +37,7 @@ EP = NodeEndpoints("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7002")
 FLAGS = {
     "capture": "--source --pub --rate --loop --policy --count --no-flip --calibration --allow-remote --node "
     "--log-every",
-    "engine": "--sub --pub --policy --model --backend --device --weights --times --threads --send-blur --no-send-blur "
+    "engine": "--sub --pub --policy --model --backend --device --weights --calibration --times --threads --send-blur --no-send-blur "
     "--density-norm --no-density-norm --allow-remote --node --exit-on-finish --no-exit-on-finish --log-every --min-period-ms",
     "display": "--sub --policy --window --no-window --record --png-dir --summary --exit-on-finish "
     "--no-exit-on-finish --node --rgb-fps --warmup --allow-remote --web",

@@ -271,4 +271,77 @@ def test_run_with_two_engines_shows_every_result_once_in_order(tmp_path):
     assert code == 0, run.output
     assert "[engine-0]" in run.output and "[engine-1]" in run.output
     assert len(read_video(video)) == 6 * 2
-    assert json.loads(summary.read_text()).get("duplicates", 0) == 0
+    data = json.loads(summary.read_text())
+    assert data.get("duplicates", 0) == 0
+    assert set(data["reorder"]) == {"reordered", "held_max", "gaps", "duplicates", "late"}  # the pool's
+
+
+def _rig_run_file(tmp_path, summary, video):
+    """A run file whose ``rig:`` section is a real rig (tests/capture/rig_harness.py): a 3x video
+    warped by calib.yaml onto the 4x spike grid, spikes from a growing .dat; the engine holds the
+    same calibration file."""
+    import textwrap
+
+    from tests.capture.rig_harness import rig_keys
+
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "policy: lossless\n"
+        f"rig:\n{textwrap.indent(rig_keys(tmp_path, frames=8), '  ')}"
+        f"engine: {{model: sdm, times: 2, calibration: '{tmp_path / 'calib.yaml'}'}}\n"
+        f"display: {{window: false, record: '{video}', summary: '{summary}', warmup: 0}}\n"
+    )
+    return path
+
+
+def test_run_config_with_a_rig_section_deblurs_the_live_rig_end_to_end(tmp_path):
+    from tests.capture.rig_harness import SpikeFileWriter
+
+    # GIVEN a run file with a rig: section (paths relative to it) and a spike camera writing its file
+    summary, video = tmp_path / "latency.json", tmp_path / "run.mp4"
+    path = _rig_run_file(tmp_path, summary, video)
+    with SpikeFileWriter(tmp_path / "spikes.dat"):
+        time.sleep(0.3)  # the spike camera streams before the RGB camera starts
+        # WHEN `spikereveal run --config run.yaml` runs capture, engine and display to the end
+        run = RunProcess("--config", str(path))
+        try:
+            code = run.finish(timeout_s=60)
+        finally:
+            run.kill()
+    # THEN the rig's bundles (calibration 'rig-test', as the engine's) were all deblurred
+    assert code == 0, run.output
+    assert "calibration 'rig-test'" in run.output
+    data = json.loads(summary.read_text())
+    totals = data["sync"]["totals"]
+    assert data["results"] >= 1 and data["results"] == totals["exposures"]
+    assert totals["exposures"] + totals["skipped_total"] <= 8 and totals["restarts"] == 0
+    latest = data["sync"]["latest"]  # one rig opened once: its running counts are the totals
+    assert latest["exposures"] == totals["exposures"] and latest["lost_blocks"] == totals["lost_blocks"]
+    assert data["reorder"] is None
+    assert data["frames_written"] == 2 * data["results"] and len(read_video(video)) == 2 * data["results"]
+    assert "sync: " in run.output and f"sync: {totals['exposures']} exposures" in run.output
+
+
+def test_a_rig_section_and_a_source_flag_together_are_one_line(cli, tmp_path):
+    path = _rig_run_file(tmp_path, tmp_path / "latency.json", tmp_path / "run.mp4")
+    res = cli("run", "--config", path, "--source", "sample")
+    assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
+    assert "the rig: section is the capture source" in res.stderr and "run.yaml" in res.stderr
+    assert "started" not in res.stdout
+
+
+def test_an_engine_calibration_other_than_the_rig_is_refused_before_any_node_starts(cli, tmp_path):
+    from spikereveal.calibration.model import Calibration, save_calibration
+
+    path = _rig_run_file(tmp_path, tmp_path / "latency.json", tmp_path / "run.mp4")
+    save_calibration(tmp_path / "other.yaml", Calibration(id="bench"))
+    # the file's engine calibration is the rig's (rig-test); make it another one
+    text = path.read_text().replace(str(tmp_path / "calib.yaml"), str(tmp_path / "other.yaml"))
+    path.write_text(text)
+    res = cli("run", "--config", path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
+    assert "engine.calibration:" in res.stderr and "'bench'" in res.stderr and "'rig-test'" in res.stderr
+    assert "started" not in res.stdout
+    path.write_text(text.replace(str(tmp_path / "other.yaml"), str(tmp_path / "missing.yaml")))
+    res = cli("run", "--config", path)
+    assert res.returncode == 2 and "engine.calibration:" in res.stderr and "missing.yaml" in res.stderr

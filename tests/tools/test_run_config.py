@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from spikereveal.capture.sources import SourceError
 from spikereveal.tools.run_config import RunConfig, RunConfigError, load_run_config
 
 
@@ -56,3 +57,50 @@ def test_bad_files_name_file_and_key(tmp_path, text, needle):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_run_config(tmp_path / "nope.yaml")
+
+
+def test_a_rig_section_becomes_the_capture_source(tmp_path):
+    from spikereveal.capture.rig import load_rig_config
+
+    (tmp_path / "cam.avi").write_bytes(b"")
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "policy: latest\n"
+        "rig: {rgb: cam.avi, spikes: 'spikes:file:s.dat?size=4x16', calibration: c.yaml, margin_frames: 3}\n"
+        "engine: {times: 2}\n"
+    )
+    config = load_run_config(path)
+    assert config.rig == path.resolve() and config.capture.source == f"rig:{path.resolve()}"
+    # the capture node reads the section back from the run file, paths relative to that file
+    rig = load_rig_config(path)
+    assert rig.rgb == str(tmp_path / "cam.avi") and rig.calibration == str(tmp_path / "c.yaml")
+    assert rig.spikes == f"spikes:file:{tmp_path / 's.dat'}?size=4x16" and rig.margin_frames == 3
+    # a source given on the command line as well: one clear error
+    with pytest.raises(RunConfigError, match=r"run\.yaml: the rig: section is the capture source"):
+        config.with_overrides({"capture.source": "sample"})
+    assert config.with_overrides({"capture.source": None, "engine.times": 3}).engine.times == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "needle"),
+    [
+        (
+            "rig: {rgb: 0, spikes: 'spikes:tcp://h:1?size=4x16'}\ncapture: {source: sample}\n",
+            RunConfigError,
+            "a rig: section and capture.source ('sample') together",
+        ),
+        ("rig: [1]\n", RunConfigError, "rig: expected a mapping"),
+        (
+            "rig: {rgb: 0, spikes: 'spikes:tcp://h:1?size=4x16', margins: 2}\n",
+            SourceError,
+            "unknown key 'margins'",
+        ),
+        ("rig: {rgb: 0}\n", SourceError, "the key 'spikes' is required"),
+    ],
+)
+def test_bad_rig_sections_name_the_file(tmp_path, text, error, needle):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(error) as info:
+        load_run_config(path)
+    assert needle in str(info.value) and "run.yaml" in str(info.value)
