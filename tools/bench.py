@@ -6,6 +6,7 @@ import click
 
 from spikereveal.tools.bench_batch import batch_bench_command
 from spikereveal.tools.bench_decode import decode_command
+from spikereveal.tools.bench_live import live_command
 from spikereveal.tools.bench_model import model_command
 from spikereveal.tools.bench_pool import pool_command
 from spikereveal.tools.bench_transport import transport_command
@@ -18,6 +19,7 @@ def bench_group() -> None:
 
 bench_group.add_command(batch_bench_command)
 bench_group.add_command(decode_command)
+bench_group.add_command(live_command)
 bench_group.add_command(model_command)
 bench_group.add_command(pool_command)
 bench_group.add_command(transport_command)
