@@ -629,6 +629,8 @@ class DisplayNode:
                 f"producer: {state or 'not heard from yet'}",
             ]
             window.show(draw_overlay(np.zeros(WAITING_SHAPE, np.uint8), lines))
+        elif isinstance(window, WebView) and not window.wants_frame():
+            pass  # nobody would be sent this frame: playback and the numbers go on without it
         else:
             max_h, max_w = self._limits_hw
             canvas = fit_for_screen(

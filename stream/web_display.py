@@ -46,6 +46,9 @@ from spikereveal.stream.sockets import is_loopback
 
 log = logging.getLogger("spikereveal.display")
 
+#: Seconds between the frames composed while no viewer streams (what ``/frame.jpg`` may lag).
+IDLE_FRAME_S = 0.5
+
 #: Most frames per second sent to one viewer: a browser paints at the screen's 60 Hz, so more only
 #: costs JPEG encoding on the engine's box (K x a 30 Hz camera is 150 frames/s).
 MAX_STREAM_FPS = 60.0
@@ -162,6 +165,7 @@ class WebView:
         self._point_index = 0
         self._last_results = 0
         self._t0 = time.monotonic()
+        self._shown_at_s = -math.inf
         self._keys: queue.Queue[int] = queue.Queue()
         self._jpeg: tuple[int, bytes] = (0, b"")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,11 +194,24 @@ class WebView:
         log.warning("web view at %s (open it in a browser)", self.url)
         return self.url
 
+    def wants_frame(self, now_s: float | None = None) -> bool:
+        """Whether a new frame would reach anyone: at the stream's pace while a viewer is connected,
+        else every :data:`IDLE_FRAME_S` (so that ``/frame.jpg`` is never staler than that).
+
+        The display plays K x the RGB rate (150 frames/s for a 30 fps camera) but a viewer gets at
+        most ``max_fps``; composing and overlaying the frames nobody is sent is the display's
+        biggest cost on a small CPU, so the display asks first.
+        """
+        now_s = time.monotonic() if now_s is None else now_s
+        interval = self.min_interval_s if self.viewers > 0 else max(self.min_interval_s, IDLE_FRAME_S)
+        return now_s - self._shown_at_s >= interval
+
     def show(self, image: np.ndarray) -> None:
         """Make ``image`` ((H, W, 3) uint8 BGR, not changed afterwards) the frame viewers get next."""
         with self._lock:
             self._image = image
             self._version += 1
+        self._shown_at_s = time.monotonic()
         self._wake()
 
     def report(self, info: OverlayInfo, results: int) -> None:

@@ -234,3 +234,15 @@ def test_a_headless_browser_sees_frames_and_the_overlay_update(tmp_path: Path) -
     assert summary["mode"] == "web" and summary["outputs"]["web"] == url
     assert summary["results"] == seq and summary["exit"] == "finished"
     assert summary["frames_shown"] == seq * K  # lossless: every frame played, none skipped
+
+
+def test_frames_are_wanted_at_the_stream_pace_only() -> None:
+    """The display skips composing frames nobody is sent: paced with viewers, every 0.5 s without."""
+    view = WebView("127.0.0.1:0", max_fps=50.0)
+    t = time.monotonic()
+    assert view.wants_frame(t)  # nothing shown yet
+    view.show(np.zeros((4, 4, 3), np.uint8))
+    shown = time.monotonic()
+    assert not view.wants_frame(shown + 0.1) and view.wants_frame(shown + 0.6)  # no viewer: /frame.jpg pace
+    view.viewers = 1  # as the /stream.mjpg handler counts one
+    assert not view.wants_frame(shown + 0.01) and view.wants_frame(shown + 0.03)  # 50 fps
