@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: ``--policy`` values; "auto" picks lossless for recordings and the simulator, latest for live devices.
 CAPTURE_POLICIES = ("auto", "lossless", "latest")
+#: Longest wait for a pool's engines to join before the first bundle (then: stream to those there).
+JOIN_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ class CaptureNodeConfig:
         False, help="Allow binding beyond loopback (other hosts can connect).", yaml=False
     )
     node: str = setting("capture", help="Node name in statuses and logs.", yaml=False)
+    # A short stream can end before a slow-starting engine has joined; that engine would then never
+    # hear the end, and a display waiting for every engine's "finished" would wait for ever.
+    engines: int = setting(
+        1,
+        help="Engines to wait for (lossless) before the first bundle; `run --engines N` sets it.",
+        min=1,
+        yaml=False,
+    )
     log_every: int = setting(100, help="Info line every N bundles.", min=1)
     flush_idle_s: float = setting(
         60.0, help="At the end, give up waiting for acknowledgements after this long idle.", min=0, cli=False
@@ -344,8 +354,40 @@ class CaptureNode:
         )
 
     def _wait_ready(self, sender: Sender) -> bool:
-        """Wait for a consumer that can take a bundle now, saying so while none is there."""
+        """Wait for a consumer that can take a bundle now, saying so while none is there.
+
+        Before the first bundle of a lossless pool, also wait (up to :data:`JOIN_WAIT_S`) until
+        ``engines`` consumers have joined, so that every engine hears the stream's end.
+        """
         what = f"a consumer of bundles on {sender.endpoint}"
+        wanted = self.config.engines
+        pool = hasattr(sender, "consumers")  # the lossless sender serves several by credit
+
+        def consumers() -> list:
+            return list(getattr(sender, "consumers", ()))
+
+        if self.sent == 0 and wanted > 1 and pool:
+            deadline = time.monotonic() + JOIN_WAIT_S
+
+            def joined(slice_s: float) -> bool:
+                sender.service(min(slice_s, max(deadline - time.monotonic(), 0.0)))
+                return len(consumers()) >= wanted or time.monotonic() >= deadline
+
+            def missing() -> str:
+                return f"{len(consumers())} of {wanted} engines joined"
+
+            if not wait_noting(
+                joined, self.waiting, f"{wanted} engines on {sender.endpoint}", missing, self.stop
+            ):
+                return False
+            if len(consumers()) < wanted:
+                log.warning(
+                    "%s: only %d of %d engines joined within %.0f s; streaming to those",
+                    self.config.node,
+                    len(consumers()),
+                    wanted,
+                    JOIN_WAIT_S,
+                )
         return wait_noting(sender.wait_ready, self.waiting, what, sender.peer_missing, self.stop)
 
 

@@ -14,6 +14,10 @@ here is split so that the scheduler is not ours:
   GPU each where there are GPUs) through ``ray.wait``, or a local process pool
   (``concurrent.futures``, spawn) whose initializer loads the model once per process.
 
+The runners (:func:`run_on_workers`) serve any worker class of that shape (``ready``,
+``backend_name``, ``run(item)``), not only this one: ``spikereveal eval --ray`` scores samples on
+them with tools/eval.py's ``EvalWorker``.
+
 Both runners call the same worker code on the same inputs, so they write byte-identical files;
 frames.json holds no timings nor worker ids for that reason. Timings go to ``summary.json``.
 """
@@ -44,6 +48,8 @@ SUMMARY_NAME = "summary.json"
 RUNNERS = ("ray", "local")
 #: How long the local pool's workers wait for each other to be up (model loaded) before the timed part.
 READY_TIMEOUT_S = 600.0
+#: Makes the result of an item whose worker died: ``failed(item, reason)``.
+FailedItem = Callable[[Any, str], Any]
 
 
 class BatchError(SpikeRevealError):
@@ -185,7 +191,7 @@ class BatchWorker:
                 density_norm=config.density_norm,
             )
         except Exception as exc:  # reported by the runner as one line
-            self.start_error = _reason(exc)
+            self.start_error = reason_line(exc)
 
     def ready(self) -> str | None:
         """None once the model is loaded, else why it could not be."""
@@ -202,7 +208,7 @@ class BatchWorker:
             count = self._deblur(entry)
         except Exception as exc:  # one bad sample must not end the run
             log.info("%s: failed: %s", entry.sample_name, exc)
-            return SampleResult(entry.sample_name, "failed", _reason(exc))
+            return SampleResult(entry.sample_name, "failed", reason_line(exc))
         return SampleResult(entry.sample_name, "done", None, count)
 
     def _deblur(self, entry: DatasetEntry) -> int:
@@ -240,7 +246,11 @@ class BatchWorker:
         return len(times)
 
 
-def _reason(exc: BaseException) -> str:
+def _failed_sample(entry: DatasetEntry, reason: str) -> SampleResult:
+    return SampleResult(entry.sample_name, "failed", reason)
+
+
+def reason_line(exc: BaseException) -> str:
     """One line for a failure: our errors say it all; anything else keeps its type."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, (SpikeRevealError, OSError)):
@@ -248,16 +258,21 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-# --- the local process pool -------------------------------------------------------------------
+# --- the runners: one worker class, many workers --------------------------------------------
+#
+# A worker class is built as ``worker_class(config)`` once per worker (``config``: small, picklable)
+# and offers ``ready() -> str | None`` (None once its model is loaded, else why not),
+# ``backend_name() -> str | None`` and ``run(item)`` (never raises for one bad item). BatchWorker is
+# one; tools/eval.py's EvalWorker is another: both runners below serve any such class.
 
-_WORKER: BatchWorker | None = None
+_WORKER: Any = None
 _BARRIER: Any = None
 
 
-def _init_local(config: BatchConfig, barrier: Any) -> None:
-    """Process pool initializer: load the model once for every sample this process will run."""
+def _init_local(worker_class: Callable[[Any], Any], config: Any, barrier: Any) -> None:
+    """Process pool initializer: load the model once for every item this process will run."""
     global _WORKER, _BARRIER
-    _WORKER = BatchWorker(config)
+    _WORKER = worker_class(config)
     _BARRIER = barrier
 
 
@@ -268,31 +283,33 @@ def _local_ready() -> tuple[str | None, str | None]:
     return _WORKER.ready(), _WORKER.backend_name()
 
 
-def _local_run(entry: DatasetEntry) -> SampleResult:
+def _local_run(item: Any) -> Any:
     assert _WORKER is not None
-    return _WORKER.run(entry)
+    return _WORKER.run(item)
 
 
-def _run_local(config: BatchConfig, todo: Sequence[DatasetEntry]) -> Iterator[Any]:
-    """Generator: yields ("ready", backend) once every process has its model, then each SampleResult."""
+def _run_local(
+    worker_class: Callable[[Any], Any], config: Any, todo: Sequence[Any], workers: int, failed: FailedItem
+) -> Iterator[Any]:
+    """Generator: yields ("ready", backend) once every process has its model, then each item's result."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    workers = max(1, min(config.workers, len(todo)))
+    workers = max(1, min(workers, len(todo)))
     barrier = ctx.Barrier(workers)
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_local, initargs=(config, barrier)
+        workers, mp_context=ctx, initializer=_init_local, initargs=(worker_class, config, barrier)
     ) as pool:
         readies = [f.result() for f in [pool.submit(_local_ready) for _ in range(workers)]]
         _check_started([error for error, _ in readies])
         yield ("ready", readies[0][1])
-        futures = {pool.submit(_local_run, entry): entry for entry in todo}
+        futures = {pool.submit(_local_run, item): item for item in todo}
         try:
             for future in as_completed(futures):
                 try:
                     yield future.result()
-                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): say so per sample
-                    yield SampleResult(futures[future].sample_name, "failed", f"worker died: {_reason(exc)}")
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): say so per item
+                    yield failed(futures[future], f"worker died: {reason_line(exc)}")
         finally:
             for future in futures:
                 future.cancel()
@@ -318,8 +335,19 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _run_ray(config: BatchConfig, todo: Sequence[DatasetEntry]) -> Iterator[Any]:
-    """Generator like :func:`_run_local`, on Ray actors (one GPU each where torch sees GPUs)."""
+def _run_ray(
+    worker_class: Callable[[Any], Any],
+    config: Any,
+    todo: Sequence[Any],
+    workers: int,
+    failed: FailedItem,
+    address: str,
+) -> Iterator[Any]:
+    """Generator like :func:`_run_local`, on Ray actors (one GPU each where torch sees GPUs).
+
+    ``address``: ``auto`` (a local Ray with ``workers`` CPUs, unless one is already initialized)
+    or a cluster address to join.
+    """
     try:
         import ray
     except ImportError:
@@ -328,25 +356,23 @@ def _run_ray(config: BatchConfig, todo: Sequence[DatasetEntry]) -> Iterator[Any]
         ) from None
     started_here = False
     if not ray.is_initialized():
-        if config.ray == "auto":
-            ray.init(
-                num_cpus=config.workers, include_dashboard=False, log_to_driver=False, configure_logging=False
-            )
+        if address == "auto":
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         else:
             try:
-                ray.init(address=config.ray, log_to_driver=False, configure_logging=False)
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise BatchError(f"ray address {config.ray}: cannot connect ({_reason(exc)})") from None
+                raise BatchError(f"ray address {address}: cannot connect ({reason_line(exc)})") from None
         started_here = True
     try:
         gpus = 1 if _cuda_available() else 0
-        actor_class = ray.remote(num_cpus=1, num_gpus=gpus)(BatchWorker)
-        workers = max(1, min(config.workers, len(todo)))
-        actors = [actor_class.remote(config) for _ in range(workers)]
+        actor_class = ray.remote(num_cpus=1, num_gpus=gpus)(worker_class)
+        count = max(1, min(workers, len(todo)))
+        actors = [actor_class.remote(config) for _ in range(count)]
         readies = ray.get([a.ready.remote() for a in actors])
         _check_started(readies)
         yield ("ready", ray.get(actors[0].backend_name.remote()))
-        yield from _stream_to_actors(ray, actors, todo)
+        yield from _stream_to_actors(ray, actors, todo, failed)
         for actor in actors:
             ray.kill(actor)
     finally:
@@ -354,31 +380,31 @@ def _run_ray(config: BatchConfig, todo: Sequence[DatasetEntry]) -> Iterator[Any]
             ray.shutdown()
 
 
-def _stream_to_actors(ray: Any, actors: list[Any], todo: Sequence[DatasetEntry]) -> Iterator[SampleResult]:
-    """Give each free actor the next sample (ray.wait): a slow sample never holds up the others.
+def _stream_to_actors(ray: Any, actors: list[Any], todo: Sequence[Any], failed: FailedItem) -> Iterator[Any]:
+    """Give each free actor the next item (ray.wait): a slow item never holds up the others.
 
-    An actor that dies takes only its sample with it (reported failed); the others carry on.
+    An actor that dies takes only its item with it (reported failed); the others carry on.
     """
     queue = deque(todo)
     free = list(actors)
-    pending: dict[Any, tuple[Any, DatasetEntry]] = {}
+    pending: dict[Any, tuple[Any, Any]] = {}
     while queue or pending:
         while free and queue:
-            actor, entry = free.pop(), queue.popleft()
-            pending[actor.run.remote(entry)] = (actor, entry)
+            actor, item = free.pop(), queue.popleft()
+            pending[actor.run.remote(item)] = (actor, item)
         if not pending:  # every actor died
-            for entry in queue:
-                yield SampleResult(entry.sample_name, "failed", "ray: no worker left")
+            for item in queue:
+                yield failed(item, "ray: no worker left")
             return
         (ref,), _ = ray.wait(list(pending), num_returns=1)
-        actor, entry = pending.pop(ref)
+        actor, item = pending.pop(ref)
         try:
             result = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
-            yield SampleResult(entry.sample_name, "failed", f"ray worker died: {_reason(exc)}")
+            yield failed(item, f"ray worker died: {reason_line(exc)}")
             continue
         except ray.exceptions.RayError as exc:
-            result = SampleResult(entry.sample_name, "failed", f"ray: {_reason(exc)}")
+            result = failed(item, f"ray: {reason_line(exc)}")
         free.append(actor)
         yield result
 
@@ -387,6 +413,27 @@ def _check_started(errors: Sequence[str | None]) -> None:
     for error in errors:
         if error is not None:
             raise BatchError(f"a worker could not load the model: {error}")
+
+
+def run_on_workers(
+    worker_class: Callable[[Any], Any],
+    config: Any,
+    todo: Sequence[Any],
+    *,
+    workers: int,
+    ray: str,
+    failed: FailedItem,
+) -> Iterator[Any]:
+    """Run ``worker_class(config).run(item)`` for every item on ``workers`` workers, as they free up.
+
+    ``ray``: ``auto`` (Ray if installed, else local), ``local`` (a spawn process pool) or a Ray
+    cluster address. A generator: first ``("ready", backend_name)`` once every worker has loaded
+    its model (BatchError if one could not), then each item's result in completion order;
+    ``failed(item, reason)`` makes the result of an item whose worker died. Close it to stop.
+    """
+    if choose_runner(ray) == "ray":
+        return _run_ray(worker_class, config, todo, workers, failed, ray)
+    return _run_local(worker_class, config, todo, workers, failed)
 
 
 def choose_runner(ray_option: str) -> str:
@@ -416,8 +463,14 @@ def run_batch(
     )
     config.out.mkdir(parents=True, exist_ok=True)
     if plan.todo:
-        run = _run_ray if runner == "ray" else _run_local
-        stream = run(config, plan.todo)
+        stream = run_on_workers(
+            BatchWorker,
+            config,
+            plan.todo,
+            workers=config.workers,
+            ray=config.ray,
+            failed=_failed_sample,
+        )
         _, summary.backend = next(stream)
         summary.startup_s = time.perf_counter() - t0
         t_work = time.perf_counter()

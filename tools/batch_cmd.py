@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES
+from spikereveal.tools.model_options import model_options
 
 
 @click.command("batch")
@@ -23,17 +23,7 @@ from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES
     type=click.Path(path_type=Path),
     help="Output folder (<scene>/<name>/).",
 )
-@click.option(
-    "--model",
-    type=click.Choice(["ldn", "sdm"]),
-    default=None,
-    help="Default: ldn (sdm only where the default weights are not built).",
-)
-@click.option(
-    "--weights", default=None, help="LDN weights: a .pth, a .safetensors, or 'default' (the project's own)."
-)
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@model_options()
 @click.option(
     "--times",
     "count",

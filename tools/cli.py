@@ -70,7 +70,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "spikereveal.tools.export_cmd:export_group",
         "Export the LDN: ONNX (fp32/fp16), or a TensorRT engine built on this GPU.",
     ),
-    "calibrate": ("spikereveal.tools.calibrate_cmd:calibrate_group", "Calibrate a rig: homography, clock offset."),
+    "calibrate": (
+        "spikereveal.tools.calibrate_cmd:calibrate_group",
+        "Calibrate a rig: homography, clock offset.",
+    ),
     "record": (
         "spikereveal.tools.record_cmd:record_command",
         "Record a source losslessly; replay it as rec:DIR.",

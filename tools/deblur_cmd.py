@@ -11,9 +11,9 @@ import click
 import numpy as np
 
 from spikereveal.capture.images import read_bgr, write_image
-from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES
 from spikereveal.stream.errors import SpikeRevealError
 from spikereveal.tools.cli_types import EXPOSURE, SIZE
+from spikereveal.tools.model_options import model_options
 
 log = logging.getLogger(__name__)
 
@@ -139,32 +139,7 @@ def _fmt_exposure(exposure: tuple[int, int]) -> str:
     show_default=True,
     help="Output frames K (at most the exposure's frames).",
 )
-@click.option(
-    "--model",
-    type=click.Choice(["ldn", "sdm"]),
-    default=None,
-    help="Default: ldn (sdm only where the default weights are not built).",
-)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="LDN weights: paper .pth, a .safetensors, or 'default' (the project's own, the default).",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(BACKEND_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Where the LDN runs: auto (TensorRT on a GPU, else torch on CUDA, else torch on the CPU) or one backend.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default="auto",
-    show_default=True,
-    help="auto (the GPU where the backend can use one), cpu or cuda; an absent GPU is an error unless auto.",
-)
+@model_options()
 @click.option(
     "--calibration",
     type=click.Path(path_type=Path),
@@ -186,7 +161,7 @@ def deblur_command(
     exposure: tuple[int, int] | None,
     count: int,
     model: str | None,
-    weights: Path | None,
+    weights: str | None,
     backend: str,
     device: str,
     calibration: Path | None,
@@ -223,7 +198,7 @@ def deblur_command(
     if model == "sdm" and weights:
         raise click.BadParameter("--weights is only used by --model ldn", param_hint="--weights")
     # The default weights' file now, before any work: missing, it is one line naming `make default-weights`.
-    weights = ldn_weights(weights) if model == "ldn" else None
+    weights_path = ldn_weights(weights) if model == "ldn" else None
     blur = read_bgr(blur_path)
     height, width = spike_size if spike_size else (None, None)
     dat = open_dat(spikes_path, height, width, flip=not no_flip)
@@ -290,7 +265,7 @@ def deblur_command(
         raise ExposureError(f"{where}{exc} (with --times {count})") from None
     try:
         deblurrer = make_deblurrer(
-            model, weights=weights, backend=backend, device=device, density_norm=not no_density_norm
+            model, weights=weights_path, backend=backend, device=device, density_norm=not no_density_norm
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -303,7 +278,7 @@ def deblur_command(
         "model": model,
         # The backend that ran ("auto" resolved), as results of the engine node name it.
         "backend": getattr(getattr(deblurrer, "backend", None), "name", None),
-        "weights": str(weights) if weights else None,
+        "weights": str(weights_path) if weights_path else None,
         "blur": str(blur_path),
         "spikes": str(spikes_path),
         "spike_size": list(spike_hw),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -72,7 +72,8 @@ class EvalConfig:
     ``models``: method kinds to run (empty: blur, sdm, teacher when ``bsn`` and ``sr`` are given,
     ldn when ``weights`` are); ``weights``: LDN weights, each a path or ``default``; ``times``: K
     output times spread over the exposure (None: every time with ground truth); ``limit``: the
-    first N samples only.
+    first N samples only; ``ray``: None to score in this process, else ``auto``, ``local`` or a
+    Ray cluster address, on ``workers`` workers (tools/batch.py's runners).
     """
 
     data: Path
@@ -86,6 +87,12 @@ class EvalConfig:
     backend: str = "torch"
     threads: int | None = None
     progress: bool = True
+    ray: str | None = None
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise EvalError(f"workers must be >= 1, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -272,8 +279,95 @@ def _teacher_runner(config: EvalConfig) -> Runner:
     return Runner(run)
 
 
+@dataclass(frozen=True)
+class SampleScores:
+    """Every method's scores on one sample: what a worker sends back (small: the sheet tiles are scaled).
+
+    ``position``: the sample's place among those scored (the report keeps that order);
+    ``psnr``/``ssim``: per method name, one value per output time; ``ldn_density``: per LDN
+    method, its density normalization; ``sheet``: the centre-time tiles (GT and each method),
+    only for the first SHEET_ROWS samples.
+    """
+
+    position: int
+    name: str
+    times: tuple[int, ...]
+    density: float
+    psnr: dict[str, list[float]]
+    ssim: dict[str, list[float]]
+    ldn_density: dict[str, dict[str, float | bool]]
+    sheet: dict[str, np.ndarray] | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class SampleFailure:
+    """A sample a worker could not score: ``reason`` is the one-line error."""
+
+    position: int
+    reason: str
+    status: str = "failed"
+
+
+def score_sample(
+    sample: Sample,
+    position: int,
+    methods: Sequence[Method],
+    runners: dict[str, Runner],
+    config: EvalConfig,
+    window: int,
+) -> SampleScores:
+    """Run every method on ``sample`` at its output times and score each frame (the per-sample work)."""
+    times = output_times(sample, config.times, window)
+    centre = len(times) // 2
+    keep = position < SHEET_ROWS
+    sheet = {"GT": _scaled(sample.sharp[times[centre]])} if keep else None
+    psnrs: dict[str, list[float]] = {}
+    ssims: dict[str, list[float]] = {}
+    norms: dict[str, dict[str, float | bool]] = {}
+    for method in methods:
+        runner = runners[method.name]
+        frames = runner.run(sample, times)
+        pairs = [score(frames[k], sample.sharp[t]) for k, t in enumerate(times)]
+        psnrs[method.name] = [p for p, _ in pairs]
+        ssims[method.name] = [s for _, s in pairs]
+        if method.kind == "ldn":
+            norm = getattr(runner.deblurrer, "last_density", None)
+            if norm is not None:
+                norms[method.name] = norm.to_dict()
+        if sheet is not None:
+            sheet[method.name] = _scaled(to_uint8(frames[centre]))
+    return SampleScores(
+        position=position,
+        name=sample.name,
+        times=tuple(times),
+        density=round(estimate_density(sample.blur, sample.spikes, sample.exposure), 6),
+        psnr=psnrs,
+        ssim=ssims,
+        ldn_density=norms,
+        sheet=sheet,
+        label=f"{sample.name} t={times[centre]}" if keep else "",
+    )
+
+
+def _runners(methods: Sequence[Method], config: EvalConfig) -> dict[str, Runner]:
+    runners: dict[str, Runner] = {}
+    try:
+        for method in methods:
+            runners[method.name] = _make_runner(method, config)
+    except BaseException:
+        for runner in runners.values():
+            runner.close()
+        raise
+    return runners
+
+
 def evaluate(config: EvalConfig) -> dict[str, object]:
     """Score every method on every sample with ground truth; returns the report :func:`write_report` writes.
+
+    With ``config.ray`` set, the samples are scored on workers (tools/batch.py's runners: Ray
+    actors or a local process pool, ``config.workers`` of them, each with the methods loaded once)
+    and put back in dataset order: the report is the same as in this process, number for number.
 
     Report keys: ``data``, ``samples`` (names), ``times`` (spike indices scored), ``density_norm``,
     ``spike_density`` (each sample's estimate, engine/density.py), ``methods`` (per method: name,
@@ -283,60 +377,152 @@ def evaluate(config: EvalConfig) -> dict[str, object]:
     """
     methods = plan_methods(config.models, config.weights, config.bsn, config.sr)
     dataset, indices = _open(config)
-    window = max(_WINDOWS[m.kind] for m in methods)
-    runners: dict[str, Runner] = {}
+    if config.ray is not None:
+        results = _score_on_workers(config, list(enumerate(indices)))
+    else:
+        window = max(_WINDOWS[m.kind] for m in methods)
+        runners = _runners(methods, config)
+        results = []
+        try:
+            for position, index in enumerate(
+                tqdm(indices, desc="eval", unit="sample", disable=not config.progress)
+            ):
+                results.append(score_sample(dataset[index], position, methods, runners, config, window))
+                _check_times(results)  # a mismatch stops at once, before scoring the rest
+        finally:
+            for runner in runners.values():
+                runner.close()
+    return _assemble(config, methods, results)
+
+
+def _check_times(results: Sequence[SampleScores]) -> None:
+    """Every sample must be scored at the first sample's times (the table has one column per time)."""
+    first = results[0].times
+    for result in results[1:]:
+        if result.times != first:
+            raise EvalError(
+                f"sample {result.name}: ground truth at spike indices {list(result.times)}, the samples before "
+                f"it at {list(first)}; every sample must have the same times (or pass --times K)"
+            )
+
+
+def _assemble(
+    config: EvalConfig, methods: Sequence[Method], results: Sequence[SampleScores]
+) -> dict[str, object]:
+    """The report of per-sample scores, in dataset order (as they came in, whatever the worker)."""
+    results = sorted(results, key=lambda r: r.position)
+    _check_times(results)
+    times = list(results[0].times)
+    names = [r.name for r in results]
     scores = {m.name: MethodScores(m) for m in methods}
-    names: list[str] = []
-    densities: list[float] = []
-    times: list[int] | None = None
     sheet: dict[str, list[np.ndarray]] = {"GT": [], **{m.name: [] for m in methods}}
-    sheet_labels: list[str] = []
-    try:
+    labels: list[str] = []
+    for result in results:
         for method in methods:
-            runners[method.name] = _make_runner(method, config)
-        for index in tqdm(indices, desc="eval", unit="sample", disable=not config.progress):
-            sample = dataset[index]
-            sample_times = output_times(sample, config.times, window)
-            if times is None:
-                times = sample_times
-            elif sample_times != times:
-                raise EvalError(
-                    f"sample {sample.name}: ground truth at spike indices {sample_times}, the samples before "
-                    f"it at {times}; every sample must have the same times (or pass --times K)"
-                )
-            names.append(sample.name)
-            densities.append(round(estimate_density(sample.blur, sample.spikes, sample.exposure), 6))
-            centre = len(times) // 2
-            keep = len(sheet_labels) < SHEET_ROWS
-            if keep:
-                sheet_labels.append(f"{sample.name} t={times[centre]}")
-                sheet["GT"].append(_scaled(sample.sharp[times[centre]]))
-            for method in methods:
-                runner = runners[method.name]
-                frames = runner.run(sample, times)
-                pairs = [score(frames[k], sample.sharp[t]) for k, t in enumerate(times)]
-                entry = scores[method.name]
-                entry.psnr.append([p for p, _ in pairs])
-                entry.ssim.append([s for _, s in pairs])
-                if method.kind == "ldn":
-                    norm = getattr(runner.deblurrer, "last_density", None)
-                    if norm is not None:
-                        entry.density.append(norm.to_dict())
-                if keep:
-                    sheet[method.name].append(_scaled(to_uint8(frames[centre])))
-    finally:
-        for runner in runners.values():
-            runner.close()
-    assert times is not None
+            entry = scores[method.name]
+            entry.psnr.append(result.psnr[method.name])
+            entry.ssim.append(result.ssim[method.name])
+            if method.name in result.ldn_density:
+                entry.density.append(result.ldn_density[method.name])
+        if result.sheet is not None:
+            labels.append(result.label)
+            for title, image in result.sheet.items():
+                sheet[title].append(image)
     return {
         "data": str(config.data),
         "samples": names,
         "times": times,
         "density_norm": config.density_norm,
-        "spike_density": densities,
+        "spike_density": [r.density for r in results],
         "methods": [_method_report(scores[m.name], names, times) for m in methods],
-        "_sheet": (sheet, sheet_labels),
+        "_sheet": (sheet, labels),
     }
+
+
+class EvalWorker:
+    """One eval worker (a Ray actor or a local pool process): the dataset and every method loaded once.
+
+    ``run((position, index))`` scores sample ``index`` of the dataset; any error comes back as a
+    :class:`SampleFailure` (the driver raises it as one line), never an exception that kills the worker.
+    """
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.start_error: str | None = None
+        self.runners: dict[str, Runner] = {}
+        try:
+            if config.threads is None:  # the usable cores shared among the workers, not each one all
+                from spikereveal.engine.threads import usable_cores
+
+                config = replace(config, threads=max(1, usable_cores() // max(1, config.workers)))
+            self.config = config
+            self.methods = plan_methods(config.models, config.weights, config.bsn, config.sr)
+            self.window = max(_WINDOWS[m.kind] for m in self.methods)
+            self.dataset = open_dataset(config.data)
+            self.runners = _runners(self.methods, config)
+        except Exception as exc:  # reported by the runner as one line
+            from spikereveal.tools.batch import reason_line
+
+            self.start_error = reason_line(exc)
+
+    def ready(self) -> str | None:
+        """None once every method is loaded, else why not."""
+        return self.start_error
+
+    def backend_name(self) -> str | None:
+        for runner in self.runners.values():
+            name = getattr(getattr(runner.deblurrer, "backend", None), "name", None)
+            if name:
+                return name
+        return None
+
+    def run(self, item: tuple[int, int]) -> SampleScores | SampleFailure:
+        position, index = item
+        if self.start_error is not None:
+            return SampleFailure(position, self.start_error, "start-failed")
+        try:
+            return score_sample(
+                self.dataset[index], position, self.methods, self.runners, self.config, self.window
+            )
+        except Exception as exc:  # one line back to the driver
+            from spikereveal.tools.batch import reason_line
+
+            return SampleFailure(position, reason_line(exc))
+
+
+def _score_on_workers(config: EvalConfig, items: list[tuple[int, int]]) -> list[SampleScores]:
+    """Score ``items`` ((position, dataset index) pairs) with tools/batch.py's runners."""
+    from spikereveal.tools.batch import run_on_workers
+
+    assert config.ray is not None
+    stream = run_on_workers(
+        EvalWorker,
+        replace(config, progress=False),
+        items,
+        workers=config.workers,
+        ray=config.ray,
+        failed=lambda item, reason: SampleFailure(item[0], reason),
+    )
+    results: list[SampleScores] = []
+    failure: SampleFailure | None = None
+    done: set[int] = set()
+    try:
+        next(stream)  # ("ready", backend): every worker has its methods loaded
+        for result in tqdm(stream, total=len(items), desc="eval", unit="sample", disable=not config.progress):
+            done.add(result.position)
+            if isinstance(result, SampleFailure):
+                if failure is None or result.position < failure.position:
+                    failure = result
+            else:
+                results.append(result)
+            # The plain eval stops at the first bad sample in dataset order. Samples go out in
+            # that order, so every one before a failure is already out: wait for those, then stop.
+            if failure is not None and all(p in done for p in range(failure.position)):
+                break
+    finally:
+        stream.close()
+    if failure is not None:
+        raise EvalError(failure.reason)
+    return results
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -1,7 +1,9 @@
 """``spikereveal eval``: PSNR/SSIM of blur, SDM, the teacher and LDNs on a dataset with ground truth.
 
 A thin shell over :mod:`spikereveal.tools.eval`: it parses the options, prints the paper-style
-table and writes ``eval.json`` and ``contact_sheet.png`` into ``--out``.
+table and writes ``eval.json`` and ``contact_sheet.png`` into ``--out``. With ``--ray`` (or
+``--workers``) the samples are scored on ``spikereveal batch``'s workers (Ray or a local process
+pool) and the report is the same as in one process.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import click
 
 from spikereveal.tools.eval import METHOD_KINDS, REPORT_NAME, SHEET_NAME, EvalConfig, EvalError
+from spikereveal.tools.model_options import model_options
 
 
 @click.command("eval")
@@ -20,18 +23,14 @@ from spikereveal.tools.eval import METHOD_KINDS, REPORT_NAME, SHEET_NAME, EvalCo
     type=click.Path(path_type=Path),
     help="Dataset folder with ground truth (GOPRO-spike layout, or what `spikereveal simulate` writes).",
 )
-@click.option(
-    "--weights",
+@model_options(
+    models=METHOD_KINDS,
     multiple=True,
-    help="LDN weights to score (repeatable): a paper .pth, a project .safetensors, or 'default'.",
-)
-@click.option(
-    "--model",
-    "models",
-    multiple=True,
-    type=click.Choice(METHOD_KINDS),
-    help="Methods to score (repeatable). Default: blur, sdm, teacher with --bsn/--sr, ldn with --weights; "
+    model_help="Methods to score (repeatable). Default: blur, sdm, teacher with --bsn/--sr, ldn with --weights; "
     "ldn without --weights scores the default weights.",
+    backends=("torch", "onnxruntime"),
+    backend_default="torch",
+    device=False,
 )
 @click.option(
     "--bsn", type=click.Path(path_type=Path), default=None, help="BSN weights of the cascade teacher."
@@ -59,8 +58,20 @@ from spikereveal.tools.eval import METHOD_KINDS, REPORT_NAME, SHEET_NAME, EvalCo
     is_flag=True,
     help="Feed the LDN the raw spikes, not scaled to the spike density its weights were trained at.",
 )
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the LDN.")
+@click.option(
+    "--ray",
+    "ray_option",
+    default=None,
+    help="Score the samples on workers: auto (Ray if installed, else a local process pool), local, or a Ray "
+    "cluster ADDRESS to join (as `batch`). Default: in this process (auto with --workers).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Workers for --ray, each with the methods loaded (default: one per GPU, else per core, at most 4).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the eval.json and contact sheet of an earlier run.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_command(
@@ -75,10 +86,13 @@ def eval_command(
     no_density_norm: bool,
     backend: str,
     threads: int | None,
+    ray_option: str | None,
+    workers: int | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Score every method against ground truth: a table per output time, JSON and a contact sheet."""
+    from spikereveal.tools.batch import default_workers
     from spikereveal.tools.eval import evaluate, format_table, write_report
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -101,6 +115,8 @@ def eval_command(
         backend=backend,
         threads=threads,
         progress=not quiet,
+        ray=ray_option or ("auto" if workers else None),
+        workers=workers or (default_workers() if ray_option else 1),
     )
     report = evaluate(config)
     click.echo(format_table(report))

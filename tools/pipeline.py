@@ -145,7 +145,9 @@ def wired_configs(config: RunConfig, endpoints: NodeEndpoints) -> dict[str, Any]
             **common,
         ),
         **engines,
-        "capture": dataclasses.replace(config.capture, pub=endpoints.bundles, node="capture", **common),
+        "capture": dataclasses.replace(
+            config.capture, pub=endpoints.bundles, node="capture", engines=config.engines, **common
+        ),
     }
 
 

@@ -35,7 +35,7 @@ EP = NodeEndpoints("tcp://127.0.0.1:7001", "tcp://127.0.0.1:7002")
 
 #: The option names the node commands had before they were derived: none may change meaning.
 FLAGS = {
-    "capture": "--source --pub --rate --loop --policy --count --no-flip --calibration --allow-remote --node "
+    "capture": "--source --pub --rate --loop --policy --count --no-flip --calibration --allow-remote --node --engines "
     "--log-every",
     "engine": "--sub --pub --policy --model --backend --device --weights --calibration --times --threads --send-blur --no-send-blur "
     "--density-norm --no-density-norm --allow-remote --node --exit-on-finish --no-exit-on-finish --log-every --min-period-ms",

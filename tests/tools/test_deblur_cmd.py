@@ -217,6 +217,11 @@ def test_spike_offset_frames_shifts_the_exposure_and_is_recorded(capsys, sim_dat
         "scale": 4.0,
         "offset": [0.0, 0.0],
         "spike_offset_frames": 3,
+        "version": 1,  # the file has no version key: written before homographies existed
+        "homography": None,
+        "rms_px": None,
+        "time_offset_ns": 0,
+        "time_offset_std_ns": None,
     }
     for i in range(3):
         a = cv2.imread(str(tmp_path / f"cal/frame_{i:03d}.png"))

@@ -276,6 +276,25 @@ def test_run_with_two_engines_shows_every_result_once_in_order(tmp_path):
     assert set(data["reorder"]) == {"reordered", "held_max", "gaps", "duplicates", "late"}  # the pool's
 
 
+def test_a_short_fast_stream_waits_for_every_engine_and_the_run_ends(tmp_path):
+    # GIVEN a stream that is over in well under a second (the embedded sample, looped 4 times, rate
+    # max) and two engines, one of which may still be starting when it would have ended
+    summary = tmp_path / "latency.json"
+    run = RunProcess(
+        "--source", "sample", "--loop", "--count", "4", "--rate", "max", "--times", "1", "--model", "sdm",
+        "--engines", "2", "--policy", "lossless", "--no-window", "--warmup", "1",
+        "--record", str(tmp_path / "run.mp4"), "--summary", str(summary),
+    )  # fmt: skip
+    try:
+        code = run.finish(timeout_s=120)
+    finally:
+        run.kill()
+    # THEN the capture waited for both engines before its first bundle, so both heard the end
+    # and the display, waiting for both, finished with every result
+    assert code == 0, run.output
+    assert json.loads(summary.read_text())["results"] == 4
+
+
 def _rig_run_file(tmp_path, summary, video):
     """A run file whose ``rig:`` section is a real rig (tests/capture/rig_harness.py): a 3x video
     warped by calib.yaml onto the 4x spike grid, spikes from a growing .dat; the engine holds the
