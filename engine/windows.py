@@ -136,7 +136,13 @@ def ldn_inputs(
         raise ValueError(f"blur must be (H, W, 3), got shape {blur_bgr.shape}")
     blur = np.ascontiguousarray(blur_bgr.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
     blur_batch = np.broadcast_to(blur, (len(times), *blur.shape)).copy()
-    windows = np.stack([spike_window(spikes, t, length) for t in times]).astype(np.float32)
-    if spike_scale != 1.0:
-        windows *= np.float32(spike_scale)
+    # One pass per window straight into the float32 batch (cast and scale together): the same
+    # values as stacking, casting and scaling in three passes, a third of the memory traffic.
+    windows = np.empty((len(times), length, *spikes.shape[1:]), dtype=np.float32)
+    for k, t in enumerate(times):
+        window = spike_window(spikes, t, length)
+        if spike_scale != 1.0:
+            np.multiply(window, np.float32(spike_scale), out=windows[k], dtype=np.float32)
+        else:
+            windows[k] = window
     return blur_batch, windows

@@ -10,7 +10,9 @@ eager NCHW fp32 LDN = 0.89-0.91 s per 1000x1600 frame, 0.47 s at 720x1280):
 
 together 0.34-0.39 s at 1000x1600 and 0.21 s at 720x1280 (2.3-2.5x), outputs within 2e-7.
 ``precision="bf16"`` (oneDNN bf16 kernels under autocast) reaches 0.19-0.21 s / 0.12 s (3.9-4.4x)
-but changes outputs by up to ~1e-2 (<= 0.01 dB on the synthetic check), so it is opt-in.
+on a CPU with bf16 units but changes outputs by up to ~1e-2 (<= 0.01 dB on the synthetic check),
+so it is opt-in; on a CPU without them (an AMD EPYC with AVX2 only) it ran at 0.09x, so there it is
+refused (:func:`cpu_bf16_fast`) unless ``force_precision`` says the caller knows.
 
 On CUDA the network runs in the precision itself (weights cast, no autocast, as the fp16 ONNX for
 TensorRT does), channels-last under cuDNN, and each input shape is captured once as a CUDA graph
@@ -44,6 +46,18 @@ GRAPH_WARMUP_RUNS = 3
 log = logging.getLogger(__name__)
 
 
+def cpu_bf16_fast() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX tiles): only then does bf16 beat fp32.
+
+    Without them oneDNN emulates bf16 through fp32 conversions, ~10x slower than plain fp32.
+    """
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return True
+    return False
+
+
 @dataclass
 class _Static:
     """One input shape on CUDA: its input tensors and, when captured, the graph and its output."""
@@ -62,6 +76,8 @@ class TorchBackend(Backend):
     under autocast, on CUDA the weights and inputs are cast (see the module docstring);
     compile: wrap the model in ``torch.compile`` (inductor with weight freezing; needs a C++
     compiler on CPU, costs ~14-20 s per new input size, measured ~5% faster on CPU);
+    force_precision (default False): run bf16 on a CPU without bf16 units anyway (accuracy
+    checks; it is ~10x slower there, so it is refused otherwise);
     keep_memory (default True, CPU): let glibc reuse freed activations instead of page-faulting
     them in again every frame (see engine.backends.malloc; process-wide).
     ``threads`` sets torch's intra-op thread count, which is also process-wide.
@@ -82,6 +98,7 @@ class TorchBackend(Backend):
         compile: bool = False,
         keep_memory: bool = True,
         cuda_graphs: bool = True,
+        force_precision: bool = False,
     ) -> None:
         if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise BackendError(f"torch backend: device {device!r} is not 'cpu' or 'cuda'")
@@ -95,6 +112,11 @@ class TorchBackend(Backend):
             raise BackendError("torch backend: precision 'fp16' needs device 'cuda' (use 'bf16' on CPU)")
         if precision == "bf16" and device == "cpu" and not torch.backends.mkldnn.is_available():
             raise BackendError("torch backend: precision 'bf16' on CPU needs oneDNN (mkldnn)")
+        if precision == "bf16" and device == "cpu" and not force_precision and not cpu_bf16_fast():
+            raise BackendError(
+                "torch backend: precision 'bf16' on this CPU (no AVX512-BF16 or AMX units) runs ~10x slower "
+                "than fp32; use 'fp32'"
+            )
         if threads is not None:
             torch.set_num_threads(threads)
         if keep_memory and device == "cpu":

@@ -131,3 +131,17 @@ def test_ldn_inputs_keep_bgr_order_and_scale():
     assert np.all(blur_batch[:, 0] == 1.0) and np.all(blur_batch[:, 1:] == 0.0)
     assert windows.shape == (2, 21, 2, 3) and windows.dtype == np.float32
     assert windows[0, 10, 1, 2] == 1.0 and windows[1, 5, 1, 2] == 1.0 and windows.sum() == 2
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_, np.float32])
+@pytest.mark.parametrize("scale", [1.0, 2.37, 0.1])
+def test_ldn_inputs_windows_equal_stack_cast_scale(dtype, scale):
+    """The one-pass cast and scale gives the three-pass form's values bit for bit."""
+    spikes = (np.random.default_rng(5).random((60, 6, 10)) < 0.4).astype(dtype)
+    times = [20, 30, 39]
+    _, windows = ldn_inputs(np.zeros((24, 40, 3), np.uint8), spikes, times, spike_scale=scale)
+    expected = np.stack([spike_window(spikes, t) for t in times]).astype(np.float32)
+    if scale != 1.0:
+        expected *= np.float32(scale)
+    assert windows.dtype == np.float32 and windows.flags.c_contiguous
+    assert np.array_equal(windows, expected)

@@ -42,7 +42,13 @@ def test_bench_decode_smoke(tmp_path: Path) -> None:
     assert payload["sizes"]["frames"] == 274  # whole 137-frame bundles only
     assert payload["sizes"]["times"] == [20, 44, 68, 92, 116]
     assert payload["baseline_matches"] is True
-    for name in ("unpack", "exposure", "baseline_unpack"):
+    assert payload["one_pass_matches"] is True
+    assert "wrote" in result.output and out.with_suffix(".png").exists()
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(payload["one_pass_ratios"]) == {"one_pass_sdm", "one_pass_full", "one_pass_ldn"}
+    for ratio in payload["one_pass_ratios"].values():
+        assert ratio["ratio_vs_numpy"] > 0 and ratio["ratio_vs_exposure"] > 0
+    for name in ("unpack", "exposure", "baseline_unpack", "numpy_full", "one_pass_full", "one_pass_sdm"):
         r = payload["results"][name]
         assert r["runs"] == 1
         assert {"median_s", "min_s", "max_s", "q1_s", "q3_s", "frames_per_s", "realtime_factor"} <= set(r)

@@ -19,6 +19,7 @@ def test_cli_writes_table_and_json(cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "torch-eager" in result.stdout and "onnxruntime" in result.stdout
     payload = json.loads(out.read_text())
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert payload["bench"] == "model"
     assert payload["machine"]["versions"]["torch"]
     rows = payload["results"]
@@ -74,6 +75,12 @@ def test_bad_options_exit_2(cli, tmp_path: Path, args: list[str], message: str) 
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_bf16_is_a_default_only_where_the_cpu_has_bf16_units() -> None:
+    from spikereveal.tools.bench_model import DEFAULT_VARIANTS, cpu_has_bf16_units
+
+    assert ("torch-bf16" in DEFAULT_VARIANTS) == cpu_has_bf16_units()
 
 
 def test_config_is_validated() -> None:

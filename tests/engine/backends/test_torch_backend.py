@@ -77,10 +77,19 @@ def test_bf16_stays_close_to_fp32(state) -> None:
     if not torch.backends.mkldnn.is_available():
         pytest.skip("no oneDNN")
     blur, spikes = _inputs(1, seed=4)
-    with create_backend("torch", state, threads=1, precision="bf16") as backend:
+    with create_backend("torch", state, threads=1, precision="bf16", force_precision=True) as backend:
         out = backend.run(blur, spikes)
     assert out.dtype == np.float32
     assert np.abs(out - _reference(state, blur, spikes)).max() < 0.05
+
+
+def test_bf16_is_refused_where_the_cpu_has_no_bf16_units(state) -> None:
+    from spikereveal.engine.backends.torch_backend import cpu_bf16_fast
+
+    if cpu_bf16_fast():
+        pytest.skip("this CPU has bf16 units: bf16 is offered")
+    with pytest.raises(BackendError, match="precision 'bf16' on this CPU .* use 'fp32'"):
+        create_backend("torch", state, precision="bf16")
 
 
 def test_option_errors(state) -> None:
