@@ -58,6 +58,7 @@ from spikereveal.engine.density import DensityNorm, estimate_density
 from spikereveal.engine.threads import usable_cores
 from spikereveal.engine.windows import exposure_times
 from spikereveal.stream.channel import RateLimitedLog
+from spikereveal.stream.latest import parse_share, share_of
 from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
 from spikereveal.stream.protocol import DEFAULT_LIMITS, Bundle, Result
 from spikereveal.stream.settings import SettingError, setting, validate
@@ -273,6 +274,13 @@ class EngineNodeConfig:
         False, help="Allow binding beyond loopback (other hosts can connect).", yaml=False
     )
     node: str = setting("engine", help="Node name in statuses and logs.", yaml=False)
+    share: str | None = setting(
+        None,
+        help="Latest-wins pool: take only the bundles whose seq mod N is I (I/N); `run --engines N` sets it.",
+        parse=parse_share,
+        metavar="I/N",
+        yaml=False,
+    )
     exit_on_finish: bool = setting(
         True,
         help="Exit when the capture node reports the end of its stream, or keep serving the next one.",
@@ -441,7 +449,8 @@ class EngineNode:
         final_state = "stopping"
         t0 = self._t0 = time.monotonic()
         try:
-            receiver = open_receiver(config.policy, config.sub, **options)
+            share = {"share": share_of(config.share)} if config.policy == "latest" and config.share else {}
+            receiver = open_receiver(config.policy, config.sub, **options, **share)
             sender = open_sender(config.policy, config.pub, **options)
             log.info(
                 "%s: %s -> %s -> %s (%s, calibration %s)",

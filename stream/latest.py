@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from dataclasses import fields
@@ -16,6 +17,7 @@ import zmq
 
 from spikereveal.stream.channel import ChannelCounters, DataMessage, check_silence, track_producer
 from spikereveal.stream.endpoint import Receiver, Sender
+from spikereveal.stream.errors import SpikeRevealError
 from spikereveal.stream.protocol import Message, ProtocolError, Status, decode, encode
 from spikereveal.stream.sockets import LIVE_SOCKET_CONFIG
 from spikereveal.stream.stopping import POLL_SLICE_S, Deadline, StopFlag, stopped
@@ -174,12 +176,44 @@ class LatestPublisher(Sender):
                 log.info("%s: subscriber left (%d now)", self._where, self.subscribers)
 
 
+class ShareError(SpikeRevealError):
+    """A latest-wins share that is not ``I/N`` with 0 <= I < N."""
+
+
+def parse_share(text: Any) -> str | None:
+    """``"1/3"`` -> ``"1/3"`` (checked); None stays None. The engine ``--share I/N`` setting.
+
+    Examples:
+        >>> parse_share(" 0/2 ")
+        '0/2'
+    """
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if match is None or not int(match.group(1)) < int(match.group(2)):
+        raise ShareError(f"share: got {text!r}, expected I/N with 0 <= I < N (e.g. 0/2)")
+    return f"{int(match.group(1))}/{int(match.group(2))}"
+
+
+def share_of(text: str | None) -> tuple[int, int] | None:
+    """``"1/3"`` -> ``(1, 3)``; None -> None (take every bundle)."""
+    if text is None:
+        return None
+    index, count = parse_share(text).split("/")  # type: ignore[union-attr]
+    return int(index), int(count)
+
+
 class LatestSubscriber(Receiver):
     """Subscriber end of the live channel: ``recv_latest`` returns the newest message, dropping older ones.
 
     Counts ``dropped`` (arrived, replaced by a newer one before it was taken) and ``missed`` (gaps
     in ``seq`` per ``source_id``: dropped upstream). A sequence that goes backwards is taken as a
     restarted source.
+
+    ``share=(i, n)``: one of n engines on one live stream takes only the bundles with
+    ``seq % n == i`` (the newest of those), so that a latest-wins pool shares the work instead of
+    every engine deblurring the same newest bundle; the others' bundles are counted in
+    ``others``, not as drops.
 
     A receiving thread owns the socket from construction to :meth:`close` (ZeroMQ sockets are not
     thread-safe): it drains continuously, decodes and checks every message, tracks the publisher,
@@ -200,12 +234,17 @@ class LatestSubscriber(Receiver):
         rcvhwm: int = 2,
         peer_timeout_s: float = 5.0,
         max_drain: int = 10_000,
+        share: tuple[int, int] | None = None,
         **options: Unpack[EndpointOptions],
     ) -> None:
         """``options``: node ("engine"), role, bind (False), allow_remote, ctx, config
         (:data:`LIVE_SOCKET_CONFIG`), limits; see :class:`~spikereveal.stream.endpoint.Endpoint`."""
+        if share is not None and not 0 <= share[0] < share[1]:
+            raise ShareError(f"share: got {share!r}, expected (i, n) with 0 <= i < n")
         super().__init__(endpoint, sockopts={zmq.RCVHWM: rcvhwm, zmq.SUBSCRIBE: b""}, **options)
         self.peer_timeout_s, self.max_drain = peer_timeout_s, max_drain
+        self.share = share
+        self.others = 0  # bundles of the other engines' shares (receiving thread's count)
         self._publisher: Peer | None = None
         self._last_seq: dict[str, int] = {}
         self._start_receiving()
@@ -314,6 +353,9 @@ class LatestSubscriber(Receiver):
         if isinstance(msg, Status):
             return
         self._track_seq(msg)
+        if self.share is not None and msg.seq % self.share[1] != self.share[0]:
+            self.others += 1  # another engine's bundle: not ours to drop
+            return
         if self._newest is not None:
             self._pending.dropped += 1  # CONFLATE drops multipart frames; keep the newest instead
         self._newest = msg

@@ -132,9 +132,19 @@ def wired_configs(config: RunConfig, endpoints: NodeEndpoints) -> dict[str, Any]
     """
     common = {"policy": config.policy, "allow_remote": config.allow_remote}
     display = config.display
+    # A latest-wins pool shares the stream by sequence number (each engine the newest of its share);
+    # a lossless pool is dealt by credit and ignores it.
+    n = config.engines
     engines = {
-        name: dataclasses.replace(config.engine, sub=endpoints.bundles, pub=pub, node=name, **common)
-        for name, pub in zip(engine_names(config), endpoints.results.split(","), strict=True)
+        name: dataclasses.replace(
+            config.engine,
+            sub=endpoints.bundles,
+            pub=pub,
+            node=name,
+            share=f"{i}/{n}" if n > 1 else None,
+            **common,
+        )
+        for i, (name, pub) in enumerate(zip(engine_names(config), endpoints.results.split(","), strict=True))
     }
     return {
         "display": dataclasses.replace(

@@ -253,3 +253,39 @@ def test_latest_subscriber_close_stops_its_receiving_thread() -> None:
         assert receiving() == []
         assert subscriber.recv_latest(1.0) is None  # returns at once: nothing can arrive any more
         assert subscriber.counters.received == 1
+
+
+def test_a_latest_wins_pool_shares_the_stream_by_sequence_number() -> None:
+    """Two engines on one live stream take alternate bundles (newest of their share), never the same."""
+    with (
+        LatestPublisher("tcp://127.0.0.1:*") as publisher,
+        LatestSubscriber(publisher.endpoint, share=(0, 2), node="engine-0") as even,
+        LatestSubscriber(publisher.endpoint, share=(1, 2), node="engine-1") as odd,
+    ):
+        deadline = time.monotonic() + WAIT_S
+        while publisher.subscribers < 2:
+            publisher.service(0.02)
+            assert time.monotonic() < deadline, "subscribers did not join"
+        got: dict[str, list[int]] = {"even": [], "odd": []}
+        for seq in range(10):
+            publisher.publish(bundle(seq))
+            taker, name = (even, "even") if seq % 2 == 0 else (odd, "odd")
+            got[name].append(taker.recv_latest(WAIT_S).seq)  # each waits for its own
+        assert got == {"even": [0, 2, 4, 6, 8], "odd": [1, 3, 5, 7, 9]}
+        assert even.counters.dropped == 0 and odd.counters.dropped == 0  # the others' are not drops
+        deadline = time.monotonic() + WAIT_S  # the last odd bundle may still be on its way to "even"
+        while even.others < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert even.others == 5 and odd.others == 5
+        assert even.counters.missed == 0  # gaps are counted over the whole stream, not the share
+
+
+def test_a_share_must_be_one_of_n() -> None:
+    from spikereveal.stream.latest import ShareError, parse_share, share_of
+
+    assert parse_share("1/3") == "1/3" and share_of("1/3") == (1, 3) and share_of(None) is None
+    for bad in ("3/3", "x", "1/0", "-1/2"):
+        with pytest.raises(ShareError, match="expected I/N"):
+            parse_share(bad)
+    with pytest.raises(ShareError, match="share"):
+        LatestSubscriber("tcp://127.0.0.1:1", share=(2, 2))

@@ -38,7 +38,7 @@ FLAGS = {
     "capture": "--source --pub --rate --loop --policy --count --no-flip --calibration --allow-remote --node --engines "
     "--log-every",
     "engine": "--sub --pub --policy --model --backend --device --weights --calibration --times --threads --send-blur --no-send-blur "
-    "--density-norm --no-density-norm --allow-remote --node --exit-on-finish --no-exit-on-finish --log-every --min-period-ms",
+    "--density-norm --no-density-norm --allow-remote --node --share --exit-on-finish --no-exit-on-finish --log-every --min-period-ms",
     "display": "--sub --policy --window --no-window --record --png-dir --summary --exit-on-finish "
     "--no-exit-on-finish --node --rgb-fps --warmup --allow-remote --web",
 }
