@@ -115,11 +115,22 @@ def estimate_density(blur_bgr: np.ndarray, spikes: np.ndarray, exposure: tuple[i
     start, end = (int(v) for v in exposure)
     if not 0 <= start <= end < spikes.shape[0]:
         raise DensityError(f"exposure {start}:{end} is outside the {spikes.shape[0]} spike frames")
-    grey = blur_grey(blur_bgr, spikes.shape[1:3]).astype(np.float64)
     # uint16 holds any exposure a sensor makes (<= 65535 frames) and sums far faster than int64.
     dtype = np.uint16 if end - start < np.iinfo(np.uint16).max else np.int64
-    counts = spikes[start : end + 1].sum(axis=0, dtype=dtype).astype(np.int64)
-    rate = counts / float(end - start + 1)
+    counts = spikes[start : end + 1].sum(axis=0, dtype=dtype)
+    return density_from_counts(blur_bgr, counts, end - start + 1)
+
+
+def density_from_counts(blur_bgr: np.ndarray, counts: np.ndarray, frames: int) -> float:
+    """:func:`estimate_density` from the (h, w) spike counts over the exposure's ``frames`` frames.
+
+    The engine's one-pass decode (engine/cpu_decode.py) has those counts already (TFP_long's).
+    """
+    counts = np.asarray(counts).astype(np.int64)
+    if counts.ndim != 2 or frames < 1:
+        raise DensityError(f"counts: shape {counts.shape} over {frames} frames is not (h, w) over >= 1")
+    grey = blur_grey(blur_bgr, counts.shape).astype(np.float64)
+    rate = counts / float(frames)
     mask = (grey >= GREY_RANGE[0]) & (grey <= GREY_RANGE[1])
     density = _ratio(rate, grey, counts, mask)
     if density > 0:

@@ -43,10 +43,13 @@ import zmq
 
 from spikereveal.calibration.model import Calibration, CalibrationError, load_calibration
 from spikereveal.engine.backends import BACKEND_CHOICES, DEVICES, resolve_backend
+from spikereveal.engine.cpu_decode import AVAILABLE as CPU_DECODE
+from spikereveal.engine.cpu_decode import decode_exposure
 from spikereveal.engine.deblur import (
     DEFAULT_WEIGHTS,
     MODELS,
     Deblurrer,
+    SDMDeblurrer,
     default_model,
     is_default_weights,
     ldn_weights,
@@ -54,7 +57,8 @@ from spikereveal.engine.deblur import (
     missing_default_message,
     to_uint8,
 )
-from spikereveal.engine.density import DensityNorm, estimate_density
+from spikereveal.engine.density import DensityNorm, density_from_counts, estimate_density
+from spikereveal.engine.sdm import sdm_uint8_from_tfps
 from spikereveal.engine.threads import usable_cores
 from spikereveal.engine.windows import exposure_times
 from spikereveal.stream.channel import RateLimitedLog
@@ -158,17 +162,34 @@ def process_bundle(
     recv_ns = time.monotonic_ns() if recv_t_ns is None else int(recv_t_ns)
     check_bundle_calibration(bundle, calibration)
     check_bundle_sizes(bundle, NOMINAL if calibration is None else calibration)
-    spikes = unpack_frames(bundle.spikes_packed, bundle.geometry)
     times = exposure_times(*bundle.exposure, k)
-    # A deblurrer that can make 8-bit frames directly (SDM) skips the float stack and its conversion.
-    direct = getattr(deblurrer, "sequence_uint8", None)
-    if direct is not None:
-        frames = direct(bundle.blur, spikes, bundle.exposure, times)
+    if isinstance(deblurrer, SDMDeblurrer) and CPU_DECODE:
+        # SDM reads only TFPs: one pass over the packed bytes gives them and the density's counts
+        # (engine/cpu_decode.py), bit for bit what unpacking and summing would, no (T, h, w) array.
+        decoded = decode_exposure(
+            bundle.spikes_packed,
+            bundle.geometry,
+            bundle.exposure,
+            times,
+            window=None,
+            short_window=deblurrer.short_window,
+        )
+        frames = sdm_uint8_from_tfps(bundle.blur, decoded.tfp_long(), list(decoded.tfp_short()))
+        done_ns = time.monotonic_ns()
+        density = density_from_counts(bundle.blur, decoded.long_counts, decoded.exposure_frames)
     else:
-        frames = to_uint8(deblurrer.sequence(bundle.blur, spikes, bundle.exposure, times))
-    done_ns = time.monotonic_ns()
-    norm = getattr(deblurrer, "last_density", None)  # the LDN estimates it anyway; others: here
-    density = norm.estimated if norm is not None else estimate_density(bundle.blur, spikes, bundle.exposure)
+        spikes = unpack_frames(bundle.spikes_packed, bundle.geometry)
+        # A deblurrer that makes 8-bit frames directly (SDM) skips the float stack and its conversion.
+        direct = getattr(deblurrer, "sequence_uint8", None)
+        if direct is not None:
+            frames = direct(bundle.blur, spikes, bundle.exposure, times)
+        else:
+            frames = to_uint8(deblurrer.sequence(bundle.blur, spikes, bundle.exposure, times))
+        done_ns = time.monotonic_ns()
+        norm = getattr(deblurrer, "last_density", None)  # the LDN estimates it anyway; others: here
+        density = (
+            norm.estimated if norm is not None else estimate_density(bundle.blur, spikes, bundle.exposure)
+        )
     result = Result(
         seq=bundle.seq,
         source_id=bundle.source_id,

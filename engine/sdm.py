@@ -7,6 +7,8 @@ time all cancel. The grey ratio is applied to all three colour channels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -80,16 +82,30 @@ def sdm_sequence_uint8(
     ``to_uint8(sdm_sequence(...))`` to within one grey level (``a * (1 / b)`` against ``a / b``
     and one rounding instead of two).
     """
+    long = tfp_range(spikes, exposure[0], exposure[1])
+    return sdm_uint8_from_tfps(blur_bgr, long, [tfp(spikes, t, short_window) for t in times])
+
+
+def sdm_uint8_from_tfps(
+    blur_bgr: np.ndarray, tfp_long: np.ndarray, tfp_shorts: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The 8-bit SDM frames from TFPs already made: (K, H, W, C) uint8 for K ``tfp_shorts``.
+
+    The engine's one-pass decode (engine/cpu_decode.py) gives TFP_long and the K TFP_short
+    straight from the packed bytes; this is the part of :func:`sdm_sequence_uint8` after that.
+    """
     if blur_bgr.ndim != 3:
         raise ValueError(f"blur must be (H, W, C), got shape {blur_bgr.shape}")
     height, width = blur_bgr.shape[:2]
     blur = blur_bgr.astype(np.float32)
-    long = upsample(tfp_range(spikes, exposure[0], exposure[1]), height, width)
+    long = upsample(np.asarray(tfp_long), height, width)
     inverse = np.zeros_like(long)
     np.divide(np.float32(1.0), long, out=inverse, where=long > 0)
-    out = np.empty((len(times), height, width, blur.shape[2]), dtype=np.uint8)
-    for k, t in enumerate(times):
-        ratio = upsample(tfp(spikes, t, short_window), height, width)  # a fresh array: scaled in place
+    out = np.empty((len(tfp_shorts), height, width, blur.shape[2]), dtype=np.uint8)
+    for k, short in enumerate(tfp_shorts):
+        ratio = upsample(np.asarray(short), height, width)
+        if ratio is short:  # already full size: never scale the caller's array in place
+            ratio = ratio.copy()
         ratio *= inverse
         cv2.multiply(blur, cv2.merge([ratio] * blur.shape[2]), dst=out[k], dtype=cv2.CV_8U)
     return out

@@ -552,3 +552,21 @@ def test_command_errors_are_one_line(cli, args: list[str], words: list[str]) -> 
     assert "Traceback" not in result.stderr
     for word in words:
         assert word in result.stderr
+
+
+def test_sdm_from_packed_bytes_equals_the_unpacked_path(sim_bundle) -> None:
+    """The SDM engine path decodes TFPs straight from the packed bytes: same frames, same density."""
+    import spikereveal.engine.node as node_module
+    from spikereveal.engine.cpu_decode import AVAILABLE
+
+    if not AVAILABLE:
+        pytest.skip("numba is not installed")
+    bundle, _ = sim_bundle
+    fast = process_bundle(bundle, SDMDeblurrer(), 5, recv_t_ns=10)
+    try:
+        node_module.CPU_DECODE = False  # the unpack_frames + engine/tfp.py path
+        slow = process_bundle(bundle, SDMDeblurrer(), 5, recv_t_ns=10)
+    finally:
+        node_module.CPU_DECODE = True
+    np.testing.assert_array_equal(fast.frames, slow.frames)
+    assert fast.spike_density == slow.spike_density > 0
