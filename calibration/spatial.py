@@ -273,28 +273,28 @@ def calibrate_spatial(
 def overlay_image(rgb: np.ndarray, fit: SpatialFit) -> np.ndarray:
     """A picture to check the fit at a glance: (H, W, 3) uint8 BGR.
 
-    The RGB image in grey, with the spike TFP warped onto it through the homography in a
-    checker blend (alternating tiles show RGB and warped TFP, so a misfit shows as broken edges
-    at tile borders) and tinted magenta; RGB corners as green circles, the spike corners mapped
-    through the homography as red crosses (they should sit in the circles).
+    The RGB image in grey with the spike TFP's edges, warped onto it through the homography, drawn
+    in magenta (a good fit puts them on the RGB's own edges; a misfit shows as doubled lines); the
+    RGB corners as green circles and the spike corners mapped through the homography as red
+    crosses (they should sit in the circles).
     """
     grey = to_grey_u8(rgb)
     h, w = grey.shape
     tfp = to_grey_u8(fit.tfp)
     warped = cv2.warpPerspective(tfp, fit.homography, (w, h), flags=cv2.INTER_LINEAR)
-    covered = cv2.warpPerspective(np.full_like(tfp, 255), fit.homography, (w, h), flags=cv2.INTER_NEAREST) > 0
-    tile = max(8, min(h, w) // 12)
-    yy, xx = np.mgrid[0:h, 0:w]
-    use_tfp = (((yy // tile) + (xx // tile)) % 2 == 1) & covered
-    out = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    tinted = np.stack([warped, (warped * 0.55).astype(np.uint8), warped], axis=2)  # magenta-ish
-    out[use_tfp] = tinted[use_tfp]
+    covered = cv2.warpPerspective(np.full_like(tfp, 255), fit.homography, (w, h), flags=cv2.INTER_NEAREST)
+    edges = cv2.Canny(cv2.GaussianBlur(warped, (0, 0), 1.5), 40, 120) > 0
+    edges &= cv2.erode(covered, np.ones((5, 5), np.uint8)) > 0  # not the border of the spike view
+    out = cv2.cvtColor((grey * 0.8).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    out[edges] = (255, 0, 255)
     radius = max(3, min(h, w) // 120)
     for x, y in fit.rgb_corners:
         cv2.circle(out, (int(round(x)), int(round(y))), radius + 2, (0, 200, 0), 1, cv2.LINE_AA)
     for x, y in project(fit.homography, fit.spike_corners):
         cv2.drawMarker(out, (int(round(x)), int(round(y))), (0, 0, 255), cv2.MARKER_CROSS, 2 * radius, 1)
     label = f"rms {fit.rms_px:.3f} px, {int(fit.inliers.sum())}/{len(fit.inliers)} corners"
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    cv2.rectangle(out, (4, 4), (16 + tw, 12 + th + 4), (0, 0, 0), -1)
     cv2.putText(out, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(out, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return out
