@@ -147,3 +147,13 @@ def json_option(bench: str, *decls: str) -> Callable[[F], F]:
         default=Path(f"build/bench/{bench}.json"),
         show_default=True,
     )
+
+
+def plot_option() -> Callable[[F], F]:
+    """The click option ``--plot PNG`` of a bench that draws its figures (default: beside its JSON)."""
+    return click.option(
+        "--plot",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="PNG plot (default: next to the JSON).",
+    )

@@ -35,7 +35,7 @@ from spikereveal.capture.node import CaptureNodeConfig
 from spikereveal.engine.node import EngineNodeConfig
 from spikereveal.stream.display import DisplayConfig
 from spikereveal.stream.errors import SpikeRevealError
-from spikereveal.tools.bench_common import format_table, json_option, machine_info, write_json
+from spikereveal.tools.bench_common import format_table, json_option, machine_info, plot_option, write_json
 from spikereveal.tools.run_config import RunConfig
 
 DISPLAYS = ("web", "video")
@@ -341,12 +341,7 @@ def plot_live(payload: dict[str, Any], path: Path) -> Path:
     show_default=True,
     help="web: the page, watched by an MJPEG viewer; video: every frame written to an MP4.",
 )
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="PNG plot (default: next to the JSON).",
-)
+@plot_option()
 @json_option("live", "--out")
 def live_command(seconds: float, model: str, times: int, display: str, plot: Path | None, out: Path) -> None:
     """The live path (640x480 RGB at 30 fps + simulated 160x120 spikes at 20 kHz) in real time: latency summary."""

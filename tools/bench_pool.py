@@ -58,7 +58,7 @@ from spikereveal.capture.node import CaptureNodeConfig
 from spikereveal.engine.node import EngineNodeConfig
 from spikereveal.stream.display import DisplayConfig
 from spikereveal.stream.errors import SpikeRevealError
-from spikereveal.tools.bench_common import format_table, json_option, machine_info, write_json
+from spikereveal.tools.bench_common import format_table, json_option, machine_info, plot_option, write_json
 from spikereveal.tools.cli_types import SIZE
 from spikereveal.tools.run_config import RunConfig
 
@@ -410,12 +410,7 @@ def _engine_counts(ctx: click.Context, param: click.Parameter, value: str) -> tu
     show_default=True,
     help="CPU threads per engine's model.",
 )
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="PNG plot (default: next to the JSON).",
-)
+@plot_option()
 @json_option("pool", "--out")
 def pool_command(
     engines: tuple[int, ...],
