@@ -81,6 +81,9 @@ DEFAULT_SNAPSHOTS = Path("build/run/snapshots")
 WINDOW_TITLE = "SpikeReveal-RT: blur | sharp"
 
 KEY_ESC = 27
+#: A size limit no picture reaches (a web page's canvas is scaled by the browser, not here).
+UNBOUNDED = 1 << 20
+
 #: Seconds a note (``saved PATH``) stays in the overlay.
 NOTE_S = 4.0
 #: Size of the placeholder shown before the first result (H, W, 3).
@@ -632,7 +635,9 @@ class DisplayNode:
         elif isinstance(window, WebView) and not window.wants_frame():
             pass  # nobody would be sent this frame: playback and the numbers go on without it
         else:
-            max_h, max_w = self._limits_hw
+            # A page has no screen to fit: the browser scales the picture, so the display only
+            # enlarges tiny sequences and never shrinks (a 15 ms area resize per frame at 640x480).
+            max_h, max_w = (UNBOUNDED, UNBOUNDED) if isinstance(window, WebView) else self._limits_hw
             canvas = fit_for_screen(
                 compose_canvas(frame.sharp, frame.blur), max_height=max_h, max_width=max_w
             )
