@@ -8,7 +8,8 @@ end of the stream:
   with ``open_sender(policy, pub)`` (binding its own endpoint), the same policy on both sides;
 - a bundle that cannot be processed (spike windows outside its spikes, sizes that do not fit the
   engine's calibration, a corrupt buffer) is counted, logged without flooding, and skipped: it is
-  acknowledged like any other, so it is never redelivered and never stops the stream;
+  acknowledged as soon as the results before it are (at once when none wait), so it is never
+  redelivered and never stops the stream;
 - ``calibration`` (a calib.yaml/json; default none: the nominal 1/4 per side) sets how sizes are
   checked (:func:`check_bundle_sizes`): with a homography the rig warped the blur onto 4x the
   spike grid, so it must be exactly that; otherwise the calibration's ``scale``. A bundle naming
@@ -16,9 +17,12 @@ end of the stream:
   ``wrong_calibration`` too: deblurring it would pair the spikes with the wrong pixels. The file
   is read when the node starts: a missing or malformed one is one error line naming it;
 - the bundle's ``sync`` report (a live rig's health) is copied into its Result for the display;
-- with the lossless policy a bundle is acknowledged only once its result has been handed on
-  (the receiver acknowledges on the next ``recv``), so an engine killed mid-bundle gets it
-  redelivered to its successor;
+- with the lossless policy the acknowledgement is end to end: a bundle is acknowledged upstream
+  only once the display (the consumer of this engine's results) has acknowledged its result
+  (:class:`~spikereveal.stream.lossless.RelayAcks`, checked on every loop turn), so an engine
+  killed mid-bundle, or with results still queued in its socket, gets those bundles redelivered
+  to another engine or its successor; a result that then comes twice is dropped by the display.
+  The upstream window (:data:`LOSSLESS_WINDOW`) leaves room for the results still waiting;
 - when the producer reports ``"finished"`` and nothing is pending, it waits for its own consumer
   to acknowledge every result, closes with ``"finished"`` and returns (unless
   ``exit_on_finish=False``, for a node that serves stream after stream);
@@ -63,6 +67,7 @@ from spikereveal.engine.threads import usable_cores
 from spikereveal.engine.windows import exposure_times
 from spikereveal.stream.channel import RateLimitedLog
 from spikereveal.stream.latest import parse_share, share_of
+from spikereveal.stream.lossless import LosslessReceiver, LosslessSender, RelayAcks
 from spikereveal.stream.nodes import NodeReport, RealTimeCheck, WaitNotice, wait_noting
 from spikereveal.stream.protocol import DEFAULT_LIMITS, Bundle, Result
 from spikereveal.stream.settings import SettingError, setting, validate
@@ -76,6 +81,11 @@ NOMINAL = Calibration()
 
 #: How long one receive waits before the loop looks at the producer's state and heartbeats.
 IDLE_S = 0.1
+
+#: Bundles the capture may have in flight to one lossless engine: the results waiting for the
+#: display's acknowledgement (its receiver's default window, 2) plus the bundle being processed
+#: plus one prefetched, so end-to-end acknowledgement keeps the old one-bundle prefetch.
+LOSSLESS_WINDOW = 4
 
 #: A rig with a homography warps the RGB onto this many times the spike grid per side
 #: (calibration/warp.py ``rgb_on_spike_grid``: the LDN's blur input).
@@ -464,15 +474,20 @@ class EngineNode:
         }
         receiver: Receiver | None = None
         sender: Sender | None = None
+        relay: RelayAcks | None = None  # lossless: bundles whose results await the display's ack
         unacknowledged = 0
         finished_seen = False  # the producer's "finished" handled (with exit_on_finish=False)
         handed_on = True  # the last bundle received has its result sent (or failed): safe to acknowledge
         final_state = "stopping"
         t0 = self._t0 = time.monotonic()
         try:
-            share = {"share": share_of(config.share)} if config.policy == "latest" and config.share else {}
-            receiver = open_receiver(config.policy, config.sub, **options, **share)
+            if config.policy == "latest":
+                extra = {"share": share_of(config.share)} if config.share else {}
+            else:  # lossless: acknowledged by hand, once the display has acknowledged the result
+                extra = {"window": LOSSLESS_WINDOW, "manual_ack": True}
+            receiver = open_receiver(config.policy, config.sub, **options, **extra)
             sender = open_sender(config.policy, config.pub, **options)
+            relay = RelayAcks() if isinstance(receiver, LosslessReceiver) else None
             log.info(
                 "%s: %s -> %s -> %s (%s, calibration %s)",
                 config.node,
@@ -487,6 +502,7 @@ class EngineNode:
                 if msg is None:
                     self._publish_counters(receiver, sender)  # bad messages may have come in meanwhile
                     sender.service(0.0, stop)  # heartbeats and credits while idle
+                    self._forward_acks(relay, receiver, sender)
                     producer = receiver.producer
                     if producer is None or producer.state != "finished" or finished_seen:
                         why = receiver.peer_missing()
@@ -507,10 +523,15 @@ class EngineNode:
                 self.waiting.over()
                 finished_seen = False
                 handed_on = False
+                delivery = receiver.last_delivery if isinstance(receiver, LosslessReceiver) else None
                 sent = self._serve(msg, sender)
-                if sent is None:  # stopped while waiting for the consumer
+                if sent is None:  # stopped while waiting for the consumer: it stays unacknowledged
                     break
                 handed_on = True
+                if relay is not None and delivery is not None:
+                    # Its result is the last one sent; a failed bundle waits only for those before it.
+                    relay.add(delivery, sender.counters.sent)
+                self._forward_acks(relay, receiver, sender)
                 self._publish_counters(receiver, sender)
             if final_state == "finished":
                 self._publish_counters(receiver, sender)
@@ -520,6 +541,9 @@ class EngineNode:
                     if stop.is_set():
                         final_state = "stopping"
         finally:
+            if sender is not None and receiver is not None:
+                # What the display has acknowledged is done; the rest goes to another engine.
+                self._forward_acks(relay, receiver, sender)
             if sender is not None:
                 sender.close(final_state=final_state)
             if receiver is not None:
@@ -534,6 +558,13 @@ class EngineNode:
             elapsed_s=time.monotonic() - t0,
             **self._counts(receiver),
         )
+
+    @staticmethod
+    def _forward_acks(relay: RelayAcks | None, receiver: Receiver, sender: Sender) -> None:
+        """Lossless: acknowledge upstream the bundles whose results the display has acknowledged."""
+        lossless = isinstance(receiver, LosslessReceiver) and isinstance(sender, LosslessSender)
+        if relay is not None and lossless:
+            relay.forward(receiver, sender)
 
     def _serve(self, msg: object, sender: Sender) -> bool | None:
         """Process one message and send its result: True if sent, False if it failed or nobody

@@ -11,7 +11,7 @@ import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import zmq
 
@@ -40,6 +40,15 @@ _ENVELOPE = struct.Struct("<4s8sQ")
 _MAGIC = b"SRL1"
 
 
+class _InFlight(NamedTuple):
+    """A message dealt and not acknowledged yet: its delivery number, its place among the messages
+    sent (1, 2, ...: ``counters.sent`` when it was first sent; kept across redeliveries) and frames."""
+
+    n: int
+    index: int
+    frames: list[Any]
+
+
 @dataclass
 class _Consumer:
     peer: Peer
@@ -47,7 +56,7 @@ class _Consumer:
     routing_id: bytes | None
     window: int
     acked: int = 0
-    inflight: deque[tuple[int, list[Any]]] = field(default_factory=deque)
+    inflight: deque[_InFlight] = field(default_factory=deque)
     last_heartbeat_ns: int = 0
     last_deal_ns: int = 0
     #: The highest number dealt to it since it last gave messages back: one of its own given back
@@ -65,11 +74,13 @@ class _Consumer:
 @dataclass
 class _Held:
     """A message waiting to be delivered again: its number and the consumer session it was
-    dealt to (that consumer drops it if it has it; any other one gets it under a new number)."""
+    dealt to (that consumer drops it if it has it; any other one gets it under a new number),
+    and its place among the messages sent (:attr:`_InFlight.index`)."""
 
     n: int
     origin: str
     frames: list[Any]
+    index: int
 
 
 class LosslessSender(Sender):
@@ -143,6 +154,18 @@ class LosslessSender(Sender):
         """Messages sent or queued for redelivery but not yet acknowledged."""
         return sum(len(c.inflight) for c in self._consumers.values()) + len(self._pending)
 
+    def acked_through(self) -> int:
+        """How many of the messages sent, counted from the first, are all acknowledged.
+
+        The i-th message :meth:`send` took (``counters.sent`` was i after it) is acknowledged
+        whenever ``i <= acked_through()``, whichever consumer took it and however often it was
+        dealt again; a later one acknowledged before an earlier one does not count yet. A relay
+        (the engine) acknowledges its own input upstream by this (:class:`RelayAcks`).
+        """
+        waiting = [m.index for c in self._consumers.values() for m in c.inflight]
+        waiting += [h.index for h in self._pending]
+        return min(waiting) - 1 if waiting else self.counters.sent
+
     def peer_missing(self) -> str | None:
         if not self._consumers:
             return "no consumer has asked yet"
@@ -181,7 +204,7 @@ class LosslessSender(Sender):
             self._service_once()
             c = None if self._pending else self._best()
             if c is not None:
-                if self._deliver(c, self._next_n, frames):
+                if self._deliver(c, self._next_n, frames, self.counters.sent + 1):
                     self._next_n += 1
                     self.counters.sent += 1
                     return True
@@ -261,7 +284,7 @@ class LosslessSender(Sender):
                 n = self._next_n
             if c is origin and held.n <= c.dealt_since_requeue:
                 n = self._next_n  # a newer one went to it first: a new number keeps them rising
-            if not self._deliver(c, n, held.frames):
+            if not self._deliver(c, n, held.frames, held.index):
                 return
             self._pending.popleft()
             if n == self._next_n:
@@ -272,7 +295,7 @@ class LosslessSender(Sender):
         only when it is the one consumer there is (a reconnect: it gets them back as they were)."""
         return not origin.peer.lost and origin.routing_id is not None
 
-    def _deliver(self, c: _Consumer, n: int, frames: list[Any]) -> bool:
+    def _deliver(self, c: _Consumer, n: int, frames: list[Any], index: int = 0) -> bool:
         envelope = _ENVELOPE.pack(_MAGIC, self._session, n)
         try:
             self._sock.send_multipart(
@@ -289,7 +312,7 @@ class LosslessSender(Sender):
             self._requeue(c)
             return False
         if n:
-            c.inflight.append((n, frames))
+            c.inflight.append(_InFlight(n, index, frames))
             c.last_deal_ns = time.monotonic_ns()
             c.dealt_since_requeue = max(c.dealt_since_requeue, n)
         return True
@@ -301,7 +324,7 @@ class LosslessSender(Sender):
     def _requeue(self, c: _Consumer) -> None:
         if c.inflight:
             self.counters.redelivered += len(c.inflight)
-            given_back = [_Held(n, c.session, frames) for n, frames in c.inflight]
+            given_back = [_Held(m.n, c.session, m.frames, m.index) for m in c.inflight]
             self._pending = deque(sorted([*given_back, *self._pending], key=lambda h: h.n))
             c.inflight.clear()
         c.dealt_since_requeue = 0
@@ -378,7 +401,7 @@ class LosslessSender(Sender):
         acked = credit.acked if credit.producer_session == self.session else 0
         if acked > c.acked:
             c.acked = acked
-        while c.inflight and c.inflight[0][0] <= c.acked:
+        while c.inflight and c.inflight[0].n <= c.acked:
             c.inflight.popleft()
             self.counters.acked += 1
         kept = [h for h in self._pending if not (h.origin == c.session and h.n <= c.acked)]
@@ -396,13 +419,27 @@ class LosslessSender(Sender):
             self._retire(c, "stopped")
 
 
+class Delivery(NamedTuple):
+    """Which message :meth:`LosslessReceiver.recv` returned: the producer's session (hex) and the
+    delivery number; what :meth:`LosslessReceiver.acknowledge` takes."""
+
+    producer_session: str
+    n: int
+
+
 class LosslessReceiver(Receiver):
-    """Consumer end of the lossless channel (the engine during replay).
+    """Consumer end of the lossless channel (the engine during replay, the display after it).
 
     ``recv()`` returns the next Bundle/Result in order, or None on timeout/stop. Calling ``recv()``
     again acknowledges the previous message (so one that was being processed when this process died
     is delivered again to its successor). ``window``: messages the producer may have in flight,
     including the one being processed (2 = one prefetched).
+
+    ``manual_ack=True`` (a relay: the engine) acknowledges nothing by itself: the caller passes
+    :attr:`last_delivery` of a message to :meth:`acknowledge` once it is safe to forget it (its
+    result acknowledged by the next hop), which acknowledges it and every one before it (the
+    credit is cumulative). Its ``window`` must then also cover the messages whose results wait
+    for that acknowledgement.
     """
 
     socket_type = zmq.DEALER
@@ -414,6 +451,7 @@ class LosslessReceiver(Receiver):
         window: int = 2,
         heartbeat_s: float = 0.5,
         peer_timeout_s: float = 15.0,
+        manual_ack: bool = False,
         **options: Unpack[EndpointOptions],
     ) -> None:
         """``options``: node ("engine"), role, bind (False), allow_remote, ctx, config, limits;
@@ -422,6 +460,7 @@ class LosslessReceiver(Receiver):
             raise ValueError(f"window: got {window}, expected 1..1024 messages")
         super().__init__(endpoint, **options)
         self.window, self.heartbeat_s, self.peer_timeout_s = window, heartbeat_s, peer_timeout_s
+        self.manual_ack = manual_ack
         self.session = new_session().hex()
         self._producer_session = b""
         self._last_n = 0
@@ -436,9 +475,26 @@ class LosslessReceiver(Receiver):
         """The producer as last heard from (None before its first message)."""
         return None if self._producer is None else self._producer.info()
 
+    @property
+    def last_delivery(self) -> Delivery:
+        """The message :meth:`recv` returned last (number 0 before the first of this producer)."""
+        return Delivery(self._producer_session.hex(), self._last_n)
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Acknowledge ``delivery`` and every message before it now (``manual_ack``; also allowed
+        otherwise). One of a producer that has restarted since is ignored: its numbers are gone."""
+        if delivery.producer_session != self._producer_session.hex():
+            return
+        if delivery.n > self._last_n:
+            raise ValueError(f"delivery: got number {delivery.n}, only {self._last_n} were received")
+        if delivery.n > self._acked:
+            self._acked = delivery.n
+            self._send_credit()
+
     def recv(self, timeout_s: float | None = None, stop: StopFlag | None = None) -> DataMessage | None:
-        """The next message in order; acknowledges the one returned before. None on timeout/stop."""
-        if self._handed_out:
+        """The next message in order; acknowledges the one returned before (unless ``manual_ack``).
+        None on timeout/stop."""
+        if self._handed_out and not self.manual_ack:
             self._acked, self._handed_out = self._handed_out, 0
             self._send_credit()
         deadline = Deadline(timeout_s)
@@ -461,11 +517,12 @@ class LosslessReceiver(Receiver):
 
         ``acknowledge=False`` leaves the last message returned by :meth:`recv` unacknowledged, so
         that the producer delivers it again to the next consumer (a node that stops before it
-        could pass that message's output on).
+        could pass that message's output on). With ``manual_ack`` only what :meth:`acknowledge`
+        was given counts: the rest is delivered again to the next consumer either way.
         """
         if self._sock.closed:
             return
-        if self._handed_out and acknowledge:
+        if self._handed_out and acknowledge and not self.manual_ack:
             self._acked, self._handed_out = self._handed_out, 0
         self._send_credit()
         self._send(encode(Status.now(self.node, self.role, "stopping", self.counters.as_dict()), self.limits))
@@ -516,3 +573,50 @@ class LosslessReceiver(Receiver):
         self._last_n = self._handed_out = n
         self.counters.received += 1
         return msg
+
+
+class RelayAcks:
+    """End-to-end acknowledgement for a relay (the engine): a message in is acknowledged upstream
+    only once what was made from it is acknowledged downstream.
+
+    Each message taken is :meth:`add`-ed in order with how many messages the relay's own
+    :class:`LosslessSender` must have acknowledged first: its own output's place among those sent
+    (``counters.sent`` right after sending it) or, for one that made no output (a bad bundle:
+    it must never come back), the count sent before it, so it goes as soon as those have.
+    :meth:`release` gives the newest delivery that may be acknowledged now (acknowledgements are
+    cumulative, so one waiting entry holds back every later one).
+
+    Examples:
+        >>> acks = RelayAcks()
+        >>> acks.add(Delivery("ab", 1), 1)  # bundle 1 -> result 1
+        >>> acks.add(Delivery("ab", 2), 1)  # bundle 2 failed: no result, waits for result 1
+        >>> acks.add(Delivery("ab", 3), 2)  # bundle 3 -> result 2
+        >>> acks.release(0) is None, len(acks)
+        (True, 3)
+        >>> acks.release(1), len(acks)
+        (Delivery(producer_session='ab', n=2), 1)
+    """
+
+    def __init__(self) -> None:
+        self._waiting: deque[tuple[Delivery, int]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, delivery: Delivery, needs_acked: int) -> None:
+        """``delivery`` may be acknowledged once the first ``needs_acked`` messages sent downstream are."""
+        self._waiting.append((delivery, needs_acked))
+
+    def release(self, acked_through: int) -> Delivery | None:
+        """The newest delivery whose output (and everything before) is acknowledged downstream,
+        given :meth:`LosslessSender.acked_through`; None if none became so."""
+        newest = None
+        while self._waiting and self._waiting[0][1] <= acked_through:
+            newest = self._waiting.popleft()[0]
+        return newest
+
+    def forward(self, receiver: LosslessReceiver, sender: LosslessSender) -> None:
+        """Acknowledge to ``receiver``'s producer whatever ``sender``'s consumers have acknowledged."""
+        delivery = self.release(sender.acked_through())
+        if delivery is not None:
+            receiver.acknowledge(delivery)

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import zmq
 
-from spikereveal.stream.lossless import LosslessReceiver, LosslessSender
+from spikereveal.stream.lossless import Delivery, LosslessReceiver, LosslessSender, RelayAcks
 from spikereveal.stream.protocol import encode
 from spikereveal.stream.sockets import attach, free_tcp_endpoint, make_socket
 from spikereveal.stream.stopping import StopFlag
@@ -209,3 +209,90 @@ def test_unacknowledged_close_hands_the_message_to_the_next_consumer() -> None:
                 sender.service(0.01)
                 msg = second.recv(0.05)
             assert msg is not None and msg.seq == 7 and sender.counters.redelivered == 1
+
+
+def test_manual_ack_acknowledges_only_what_it_is_told() -> None:
+    with (
+        LosslessSender("inproc://manual", bind=True) as sender,
+        LosslessReceiver("inproc://manual", window=4, manual_ack=True) as receiver,
+    ):
+        for seq in range(3):
+            assert sender.send(bundle(seq), timeout_s=WAIT_S)
+        deliveries = []
+        for seq in range(3):
+            assert receiver.recv(WAIT_S).seq == seq  # a recv acknowledges nothing by itself
+            deliveries.append(receiver.last_delivery)
+        assert receiver.recv(0.05) is None
+        sender.service(0.05)
+        assert sender.in_flight == 3 and sender.counters.acked == 0
+        assert [d.n for d in deliveries] == [1, 2, 3]
+        receiver.acknowledge(deliveries[1])  # cumulative: 1 and 2
+        deadline = time.monotonic() + WAIT_S
+        while sender.in_flight != 1 and time.monotonic() < deadline:
+            sender.service(0.01)
+        assert sender.in_flight == 1 and sender.counters.acked == 2
+        receiver.acknowledge(deliveries[0])  # already acknowledged: nothing changes
+        receiver.acknowledge(Delivery("00" * 8, 3))  # another producer's (a restarted one): ignored
+        with pytest.raises(ValueError, match="delivery: got number 9"):
+            receiver.acknowledge(Delivery(deliveries[0].producer_session, 9))
+        receiver.close()  # manual: the unacknowledged third goes to the next consumer
+        deadline = time.monotonic() + WAIT_S
+        while sender.consumer is not None and time.monotonic() < deadline:
+            sender.service(0.01)
+        assert sender.in_flight == 1 and sender.counters.redelivered == 1
+
+
+def test_acked_through_counts_the_acknowledged_prefix_across_consumers() -> None:
+    """Each consumer acknowledges its own; the sender says how many from the first are all done,
+    and a message given back and dealt again under a new number keeps its place."""
+    with (
+        LosslessSender("inproc://through", bind=True) as sender,
+        LosslessReceiver("inproc://through", node="a", window=2, manual_ack=True) as a,
+        LosslessReceiver("inproc://through", node="b", window=2, manual_ack=True) as b,
+    ):
+        assert sender.wait_for_credit(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while len(sender.dealt()) < 2 and time.monotonic() < deadline:
+            sender.service(0.01)
+        for seq in range(4):  # dealt a, b, a, b (most room, then least recently dealt)
+            assert sender.send(bundle(seq), timeout_s=WAIT_S)
+        assert sender.acked_through() == 0
+        got = {}
+        for name, receiver in (("a", a), ("b", b)):
+            got[name] = [receiver.recv(WAIT_S).seq, receiver.recv(WAIT_S).seq]
+        first, second = ("a", "b") if got["a"][0] == 0 else ("b", "a")
+        assert got[first] == [0, 2] and got[second] == [1, 3]
+        held = {"a": a, "b": b}
+
+        def settle(in_flight: int) -> int:
+            """Service until ``in_flight`` messages are left; then how many from the first are done."""
+            deadline = time.monotonic() + WAIT_S
+            while sender.in_flight != in_flight and time.monotonic() < deadline:
+                sender.service(0.01)
+            assert sender.in_flight == in_flight
+            return sender.acked_through()
+
+        held[second].acknowledge(held[second].last_delivery)  # messages 2 and 4: 1 still waits
+        assert settle(2) == 0
+        held[first].acknowledge(Delivery(held[first].last_delivery.producer_session, 1))  # message 1
+        assert settle(1) == 2  # 1 and 2; 3 waits (4 is acknowledged, but after it)
+        held[first].close()  # gives 3 back: dealt again to the other under a new number
+        msg = None
+        deadline = time.monotonic() + WAIT_S
+        while msg is None and time.monotonic() < deadline:
+            sender.service(0.01)
+            msg = held[second].recv(0.02)
+        assert msg is not None and msg.seq == 2 and held[second].last_delivery.n > 4
+        assert settle(1) == 2
+        held[second].acknowledge(held[second].last_delivery)
+        assert settle(0) == 4
+
+
+def test_relay_acks_release_in_order() -> None:
+    acks = RelayAcks()
+    assert acks.release(5) is None  # nothing taken
+    acks.add(Delivery("s", 1), 1)
+    acks.add(Delivery("s", 2), 2)
+    acks.add(Delivery("s", 3), 2)  # made no result: goes with result 2
+    assert acks.release(0) is None and len(acks) == 3
+    assert acks.release(2) == Delivery("s", 3) and len(acks) == 0

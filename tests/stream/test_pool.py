@@ -1,6 +1,10 @@
 """stream/pool.py and the pool side of stream/lossless.py: one stream dealt to several real consumer
 processes (tests/stream/pool_harness.py), results merged back in order.
 
+The stand-in engines acknowledge end to end (a bundle only once the display acknowledged its
+result), so the display keeps reading while the capture flushes (:func:`_flush`): a display that
+stops reading never acknowledges its last results, and the capture rightly keeps them in flight.
+
 Every wait is bounded; the children are killed at teardown.
 """
 
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from spikereveal.stream.endpoint import Receiver
 from spikereveal.stream.lossless import LosslessReceiver, LosslessSender
 from spikereveal.stream.pool import PoolReceiver, ReorderBuffer, open_results_receiver
 from spikereveal.stream.sockets import free_tcp_endpoint
@@ -53,6 +58,17 @@ def _collect(pool: PoolReceiver, n: int, sender: LosslessSender, stop_at: float)
     return got
 
 
+def _flush(sender: LosslessSender, *displays: Receiver) -> bool:
+    """``sender.flush`` while the displays keep reading (a recv acknowledges what came before)."""
+    deadline = time.monotonic() + WAIT_S
+    while not sender.flush(0.02):
+        for display in displays:
+            display.recv(timeout_s=0.0)
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
 def _stream(sender: LosslessSender, pool: PoolReceiver, n: int, on_seq=None) -> list[int]:
     """Send ``n`` bundles while reading the pool's output; the merged seqs, as handed out."""
     got: list[int] = []
@@ -82,7 +98,7 @@ def test_bundles_through_several_engine_processes_arrive_all_once_in_order(
         assert isinstance(pool, PoolReceiver)
         with pool:
             got = _stream(sender, pool, n)
-            assert sender.flush(WAIT_S)
+            assert _flush(sender, pool)
         per_node = Counter(r["node"] for r in _drain(reports) if "seq" in r)
     assert got == list(range(n))  # all, once, in order
     assert len(per_node) == engines and all(count > 0 for count in per_node.values())  # all worked
@@ -106,7 +122,7 @@ def test_killing_an_engine_mid_stream_loses_nothing(relays, reports: Reports) ->
 
         with pool:
             got = _stream(sender, pool, n, on_seq=kill_when_hanging)
-            assert sender.flush(WAIT_S)
+            assert _flush(sender, pool)
     assert killed and sender.counters.redelivered >= 1
     assert sorted(set(got)) == list(range(n))  # nothing lost
     assert got == list(range(n))  # in order, once: duplicates dropped
@@ -130,9 +146,11 @@ def test_a_joining_engine_gets_work_at_once(relays, reports: Reports) -> None:
                 send(seq)
             _, pub_b = relays(sender.endpoint, "engine-b", slow_ms=20)  # joins mid-stream
             outputs.append(LosslessReceiver(pub_b, node="display", role="display"))
-            # Its process takes a while to start on a loaded machine: "at once" counts from its first credit.
+            # Its process takes a while to start on a loaded machine: "at once" counts from its first
+            # credit and its display's link (connected before it bound: up to a 1 s reconnect backoff),
+            # since an engine takes more than its window only as the display acknowledges its results.
             deadline = time.monotonic() + WAIT_S
-            while "engine-b" not in sender.dealt():
+            while "engine-b" not in sender.dealt() or outputs[1].producer is None:
                 sender.service(0.02)
                 for out in outputs:
                     out.recv(0.0)
