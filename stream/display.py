@@ -625,6 +625,7 @@ class DisplayNode:
 
     def _draw(self, window: Window | WebView, receiver: Receiver, now_s: float) -> None:
         frame = self.playback.current
+        info: OverlayInfo | None = None
         if frame is None:  # nothing yet: say what we wait for rather than show no window at all
             state = producer_state(receiver)
             lines = [
@@ -641,9 +642,10 @@ class DisplayNode:
             canvas = fit_for_screen(
                 compose_canvas(frame.sharp, frame.blur), max_height=max_h, max_width=max_w
             )
-            window.show(draw_overlay(canvas, overlay_lines(self._overlay(receiver, now_s))))
+            info = self._overlay(receiver, now_s)
+            window.show(draw_overlay(canvas, overlay_lines(info)))
         if isinstance(window, WebView):  # the page prints the numbers and plots the latency too
-            window.report(self._overlay(receiver, now_s), self.run_info.results)
+            window.report(info if info is not None else self._overlay(receiver, now_s), self.run_info.results)
         self._drawn_at_s = now_s
 
     def _snapshot(self) -> None:

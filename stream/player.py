@@ -14,6 +14,7 @@ is given (``--rgb-fps``) or estimated from the spacing of the results' sensor ti
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -233,19 +234,23 @@ class RateMeter:
         self.window_s = window_s
         self._marks: deque[tuple[float, int]] = deque(maxlen=max_marks)
         self._first_s: float | None = None
+        self._total = 0  # sum of n over _marks: the overlay asks for the rate on every frame drawn
 
     def mark(self, now_s: float, n: int = 1) -> None:
         if self._first_s is None:
             self._first_s = now_s
+        if len(self._marks) == self._marks.maxlen:
+            self._total -= self._marks[0][1]  # the deque drops its oldest
         self._marks.append((now_s, n))
+        self._total += n
 
     def rate_hz(self, now_s: float) -> float | None:
         if self._first_s is None:
             return None
         while self._marks and self._marks[0][0] <= now_s - self.window_s:
-            self._marks.popleft()
+            self._total -= self._marks.popleft()[1]
         if now_s - self._first_s >= self.window_s:
-            return sum(n for _, n in self._marks) / self.window_s
+            return self._total / self.window_s
         if len(self._marks) < 2 or now_s <= self._first_s:
             return None
         return sum(n for _, n in list(self._marks)[1:]) / (now_s - self._first_s)
@@ -268,20 +273,23 @@ class ArrivalRate:
         self.min_interval_s, self.bounds_hz = min_interval_s, bounds_hz
         self._intervals: deque[float] = deque(maxlen=max(1, history))
         self._last_s: float | None = None
+        self._rate: float | None = None  # cached until the next add: read on every frame drawn
 
     def add(self, now_s: float) -> None:
         if self._last_s is not None:
             interval = now_s - self._last_s
             if interval >= self.min_interval_s:
                 self._intervals.append(interval)
+                self._rate = None
         self._last_s = now_s
 
     @property
     def rate_hz(self) -> float | None:
         if not self._intervals:
             return None
-        rate = 1.0 / float(np.median(np.fromiter(self._intervals, np.float64)))
-        return float(np.clip(rate, *self.bounds_hz))
+        if self._rate is None:
+            self._rate = _bounded(1.0 / statistics.median(self._intervals), self.bounds_hz)
+        return self._rate
 
 
 class SensorRate:
@@ -301,6 +309,7 @@ class SensorRate:
         self.bounds_hz = bounds_hz
         self._intervals_s: deque[float] = deque(maxlen=max(1, history))
         self._last: tuple[int, int] | None = None  # (seq, rgb_t_ns)
+        self._rate: float | None = None  # cached until the next add
 
     def add(self, seq: int, rgb_t_ns: int) -> None:
         if rgb_t_ns <= 0:
@@ -309,14 +318,21 @@ class SensorRate:
             last_seq, last_t = self._last
             if seq > last_seq and rgb_t_ns > last_t:
                 self._intervals_s.append((rgb_t_ns - last_t) / (seq - last_seq) / 1e9)
+                self._rate = None
         self._last = (seq, rgb_t_ns)
 
     @property
     def rate_hz(self) -> float | None:
         if not self._intervals_s:
             return None
-        rate = 1.0 / float(np.median(np.fromiter(self._intervals_s, np.float64)))
-        return float(np.clip(rate, *self.bounds_hz))
+        if self._rate is None:
+            self._rate = _bounded(1.0 / statistics.median(self._intervals_s), self.bounds_hz)
+        return self._rate
+
+
+def _bounded(value: float, bounds: tuple[float, float]) -> float:
+    """``value`` clipped to ``[lo, hi]``, as a float."""
+    return float(min(max(value, bounds[0]), bounds[1]))
 
 
 class RgbRate:
