@@ -51,7 +51,10 @@ def test_verdict_reads_rates_losses_and_sync_totals() -> None:
         "fps_out": 29.8,
         "dropped": 0,
         "end_to_end": {"p50_ms": 40.0, "p95_ms": 60.0, "max_ms": 90.0},
-        "sync": {"totals": {"lost_blocks": 0, "skipped": {"no_coverage": 1, "lost_block": 0}}},
+        "missed": 2,
+        "sync": {
+            "totals": {"exposures": 100, "lost_blocks": 0, "skipped": {"no_coverage": 1, "lost_block": 0}}
+        },
     }
     v = verdict(summary, config)
     assert (
@@ -61,7 +64,7 @@ def test_verdict_reads_rates_losses_and_sync_totals() -> None:
         and v["end_to_end_p95_ms"] == 60.0
     )
     assert not verdict({**summary, "fps_out": 20.0}, config)["keeps_up"]  # behind the camera
-    assert not verdict({**summary, "dropped": 3}, config)["keeps_up"]  # latest-wins had to drop
+    assert not verdict({**summary, "missed": 6}, config)["keeps_up"]  # latest-wins skipped > 5 %
 
 
 def test_a_short_live_run_reports_latency_and_no_lost_blocks(tmp_path) -> None:
