@@ -204,8 +204,12 @@ class SpikeDataset(Sequence[Sample]):
         calibration: Calibration | None = None,
         scene: str | Iterable[str] | None = None,
         with_sharp: bool = True,
+        missing_blur_ok: bool = False,
     ) -> None:
         self.root = Path(root)
+        # Batch jobs list a sample whose image is missing and report it when they read it, rather
+        # than refusing the whole set; everyone else gets the error at once.
+        self.missing_blur_ok = missing_blur_ok
         _check_root(self.root)
         if layout not in ("auto", *LAYOUTS):
             raise DatasetError(f"layout {layout!r} is not one of auto, {', '.join(LAYOUTS)}")
@@ -240,7 +244,12 @@ class SpikeDataset(Sequence[Sample]):
         for scene_name in scenes:
             dats = sorted((spike_root / scene_name).glob("*.dat"), key=lambda p: natural_key(p.name))
             for dat in dats:
-                blur = _find_blur(self.root, scene_name, dat.stem, dat)
+                try:
+                    blur = _find_blur(self.root, scene_name, dat.stem, dat)
+                except DatasetError:
+                    if not self.missing_blur_ok:
+                        raise
+                    blur = self.root / "blur_data" / scene_name / f"{dat.stem}.png"  # read: a clear error
                 wanted_sharp = self.layout == "gopro" and self.with_sharp
                 sharp = _find_sharp(self.root, scene_name, dat.stem) if wanted_sharp else ()
                 entries.append(DatasetEntry(scene_name, dat.stem, dat, blur, sharp))
@@ -375,6 +384,7 @@ def open_dataset(
     calibration: Calibration | None = None,
     scene: str | Iterable[str] | None = None,
     with_sharp: bool = True,
+    missing_blur_ok: bool = False,
 ) -> SpikeDataset:
     """Open a dataset set folder as a lazy sequence of ``Sample``s.
 
@@ -388,5 +398,15 @@ def open_dataset(
         scene: one scene name or several to keep (default all).
         with_sharp: False never lists nor reads ``sharp_data/`` (samples carry no ground truth),
             which is how training guarantees it learns without it.
+        missing_blur_ok: list a ``.dat`` whose blurry image is missing (reading that sample then
+            fails, naming the file) instead of refusing the dataset: for batch jobs.
     """
-    return SpikeDataset(path, layout, flip=flip, calibration=calibration, scene=scene, with_sharp=with_sharp)
+    return SpikeDataset(
+        path,
+        layout,
+        flip=flip,
+        calibration=calibration,
+        scene=scene,
+        with_sharp=with_sharp,
+        missing_blur_ok=missing_blur_ok,
+    )

@@ -155,7 +155,7 @@ def plan_batch(config: BatchConfig) -> BatchPlan:
     """Open the dataset and split its samples into done (skipped) and to do."""
     if config.out.exists() and not config.out.is_dir():
         raise BatchError(f"out {config.out}: is a file, not a folder")
-    dataset = open_dataset(config.data, with_sharp=False)
+    dataset = open_dataset(config.data, with_sharp=False, missing_blur_ok=True)
     todo, skipped = [], []
     for entry in dataset.entries:
         if is_done(sample_dir(config.out, entry)):
@@ -178,7 +178,7 @@ class BatchWorker:
         self.start_error: str | None = None
         self.deblurrer: Any = None
         try:
-            self.dataset = open_dataset(config.data, with_sharp=False)
+            self.dataset = open_dataset(config.data, with_sharp=False, missing_blur_ok=True)
             from spikereveal.engine.deblur import make_deblurrer
             from spikereveal.tools import deblur_cmd  # noqa: F401  (imported once here, not on the first sample)
 

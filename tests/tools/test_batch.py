@@ -94,6 +94,18 @@ def test_bad_samples_are_reported_and_the_rest_done(small_set: Path, tmp_path: P
     assert saved["failures"] == summary.failures
 
 
+def test_a_sample_without_its_image_is_reported_not_the_end_of_the_run(
+    small_set: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(small_set, data)
+    (data / "blur_data/pan/0001.png").unlink()
+    summary = run_batch(_config(data, tmp_path / "out", ray="local", workers=1), progress=False)
+    assert (summary.done, summary.failed) == (2, 1)
+    assert [f["sample"] for f in summary.failures] == ["pan/0001"]
+    assert "0001.png" in summary.failures[0]["reason"] and "no such file" in summary.failures[0]["reason"]
+
+
 def test_missing_data_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["batch", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--ray", "local"])
     err = capsys.readouterr().err
