@@ -213,6 +213,10 @@ def test_deblur_without_default_weights(cli, sim_dataset: Path, tmp_path: Path):
 # -- the shipped file ----------------------------------------------------------------------------
 
 
+#: The project's first default LDN (trained from scratch, 2026-12-02; engine/default_weights/README.md).
+FIRST_DEFAULT_SHA256 = "41c44d2b07e6e2f78bbb9a06e11db7d62c3fb69d1dd8e1096afe92cc0bbcfb5e"
+
+
 def test_shipped_default_weights_load_and_say_how_they_were_made() -> None:
     pytest.importorskip("torch")
     from spikereveal.engine.weights import DEFAULT_LDN_WEIGHTS, load_ldn_state, load_net, read_metadata
@@ -225,6 +229,9 @@ def test_shipped_default_weights_load_and_say_how_they_were_made() -> None:
     for key in ("architecture", "steps", "seed", "spike_density", "command", "teacher"):
         assert metadata.get(key), f"metadata has no {key}"
     assert metadata["architecture"] == "ldn" and metadata["seed"] == "0"
-    assert "init" not in metadata  # trained from scratch
+    # Trained from scratch by the project: either no init, or the project's own earlier default
+    # (itself from scratch, recorded by its hash), never the paper's checkpoint.
+    assert metadata.get("init", "default") == "default"
+    assert "init" not in metadata or metadata["init_sha256"] == FIRST_DEFAULT_SHA256
     assert float(metadata["spike_density"]) > 0
     assert not any(name in metadata["command"] for name in scenes.HELD_OUT_TEXTURES)
