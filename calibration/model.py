@@ -328,5 +328,6 @@ def save_calibration(path: str | Path, calibration: Calibration) -> Path:
     fmt = _format_of(path)
     data = {**calibration.to_dict(), "version": CALIBRATION_VERSION}  # always written as the current format
     text = yaml.safe_dump(data, sort_keys=False) if fmt == "yaml" else json.dumps(data, indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)  # `calibrate --out new/calib.yaml` makes its folder
     path.write_text(text, encoding="utf-8")
     return path

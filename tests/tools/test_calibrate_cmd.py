@@ -48,12 +48,12 @@ def _temporal(root, rig, out, rgb=None):
 
 def test_spatial_writes_homography_rms_and_overlay(board, tmp_path) -> None:
     root, rig = board
-    out = tmp_path / "calib.yaml"
+    out = tmp_path / "rig1" / "calib.yaml"  # a folder that does not exist yet is made
     assert _spatial(root, out, "--frames", "10:109", "--pattern", "checkerboard:9x6") == 0
     cal = load_calibration(out)
     assert cal.version == 2 and cal.rms_px is not None and cal.rms_px < 0.5
     assert mapping_rms_px(np.asarray(cal.homography), rig.homography, (120, 160)) <= 0.5
-    overlay = cv2.imread(str(tmp_path / "calib.png"))
+    overlay = cv2.imread(str(tmp_path / "rig1" / "calib.png"))
     assert overlay is not None and overlay.shape == rig.rgb.shape
 
 
