@@ -859,8 +859,10 @@ def train(
     if config.out is None:
         raise TrainingError(f"train {net}: no output file: pass --out W.safetensors (or out: in --config)")
     out = Path(config.out)
-    if not out.parent.is_dir():
-        raise TrainingError(f"{out}: folder {out.parent} does not exist")
+    try:  # a new --out folder is made, as calibrate --out and eval --out do
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainingError(f"{out}: cannot make its folder {out.parent} ({exc.strerror or exc})") from None
     # Oversubscribed cores make torch's threads wait on each other: on a 2-core machine busy with
     # other jobs, 1 thread measured 4x faster per LDN step than 2 (0.53 s against 2.3 s).
     torch.set_num_threads(threads or config.threads or usable_cores())

@@ -102,7 +102,7 @@ def test_resume_equals_uninterrupted(sim_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_minutes_stop_and_write_a_loadable_file(sim_dataset: Path, tmp_path: Path) -> None:
-    out = tmp_path / "timed.safetensors"
+    out = tmp_path / "new" / "folder" / "timed.safetensors"  # --out's folder is made
     result = _run("bsn", _config(sim_dataset, out, minutes=0.02))
     assert result.stopped_by == "minutes" and result.steps >= 1
     net, meta = load_net(out, "bsn")
@@ -136,6 +136,9 @@ def test_bad_data(sim_dataset: Path, tmp_path: Path) -> None:
         TrainConfig(crop=100)
     with pytest.raises(TrainingError, match="needs --bsn and --sr"):
         _run("ldn", _config(sim_dataset, tmp_path / "x.safetensors", steps=1, teacher="cascade"))
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(TrainingError, match="cannot make its folder .*a-file"):
+        _run("ldn", _config(sim_dataset, tmp_path / "a-file" / "x.safetensors", steps=1))
 
 
 def test_yaml_config_flags_override_and_unknown_key(tmp_path: Path) -> None:
